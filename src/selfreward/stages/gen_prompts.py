@@ -1,0 +1,53 @@
+"""Stage gen-prompts: M_t writes new instructions few-shot from the IFT prompts; filters keep the novel ones."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+from selfreward.backends import Sampling
+from selfreward.config import RunConfig
+from selfreward.data import load_ift
+from selfreward.errors import UserError
+from selfreward.prompts import PromptFilter, clean, draw_examples, few_shot_request
+from selfreward.records import write_jsonl
+from selfreward.rundir import RunDir
+from selfreward.stages import open_generator
+
+
+def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
+    c = cfg.gen_prompts
+    seeds = [r["prompt"] for r in load_ift(cfg.data.ift, cfg.data.max_ift, cfg.seed)]
+    filt = PromptFilter(c.min_words, c.max_words, c.rouge_l_max, c.banned_words)
+    for s in seeds:
+        filt.add_reference(s)
+    rng = random.Random(f"{cfg.seed}-{t}")
+    kept, rejected, reasons = [], [], Counter()
+    gen = open_generator(cfg, str(rd.policy(t)))
+    try:
+        for round_ in range(c.max_rounds):
+            missing = c.num_prompts - len(kept)
+            if missing <= 0:
+                break
+            # Ask for more than is missing: on a small model most drafts fail a filter.
+            asks = [[{"role": "user", "content": few_shot_request(draw_examples(seeds, c.shots, rng))}]
+                    for _ in range(math.ceil(missing * 1.5) + 2)]
+            outs = gen.generate(asks, Sampling(1, c.temperature, c.top_p, c.max_new_tokens, cfg.seed + round_),
+                                desc=f"gen-prompts {t} (round {round_ + 1})")
+            for (raw,) in outs:
+                text = clean(raw)
+                why = filt.reason(text) if len(kept) < c.num_prompts else "over target"
+                if why is None:
+                    kept.append(text)
+                else:
+                    reasons[why] += 1
+                    rejected.append({"raw": raw, "reason": why})
+    finally:
+        gen.close()
+    write_jsonl(rd.artifact(t, "prompts.rejected.jsonl"), rejected)
+    if not kept:
+        raise UserError(f"iteration {t}: no generated prompt passed the filters ({dict(reasons)}); "
+                        f"see {rd.artifact(t, 'prompts.rejected.jsonl')}")
+    write_jsonl(rd.artifact(t, "prompts.jsonl"), ({"id": i, "prompt": p} for i, p in enumerate(kept)))
+    return {"prompts_kept": len(kept), "prompts_generated": len(kept) + len(rejected), "rejected": dict(reasons)}
