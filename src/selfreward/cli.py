@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -118,12 +117,22 @@ def _check_inputs(cfg) -> None:
     from selfreward.judge import load_template
     from selfreward.models import resolve_model
 
-    if cfg.accelerate_config and not os.path.isfile(cfg.accelerate_config):
-        raise UserError(f"accelerate config not found: {cfg.accelerate_config} (accelerate_config)")
+    if cfg.accelerate_config:
+        cfg.accelerate_config = _accelerate_config_path(cfg.accelerate_config)
     load_template(cfg.judge.template)
     load_ift(cfg.data.ift)
     load_eft(cfg.data.eft_train, "eft_train")
     resolve_model(cfg.model)
+
+
+def _accelerate_config_path(name: str) -> str:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    shipped = resources.files("selfreward.recipes").joinpath(name)
+    if shipped.is_file():
+        return str(shipped)
+    raise UserError(f"accelerate config not found: {name} (accelerate_config)")
 
 
 COMMANDS = {"run": _run, "status": _status}

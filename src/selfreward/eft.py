@@ -32,6 +32,8 @@ def human_to_score(quality: float) -> int:
 
 
 def target_for(score: int) -> str:
+    if score not in range(6):
+        raise ValueError(f"score must be an integer 0-5, got {score!r}")
     if score == 0:
         return f"The response earns no points: {_MISSED[0]}.\nScore: 0"
     earned = _EARNED[:score]

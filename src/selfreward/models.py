@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -85,7 +86,8 @@ def _convert_gguf(gguf_dir: Path, filename: str, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str = "left"):
+def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str = "left",
+                   chat_template: str | None = None):
     from transformers import AutoTokenizer
 
     try:
@@ -94,10 +96,22 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, padding_side: str
         raise UserError(f"could not load the tokenizer of '{path}': {_first_line(e)}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if not tok.chat_template and chat_template:
+        tok.chat_template = read_chat_template(chat_template)
     if not tok.chat_template:
-        raise UserError(f"model '{path}' has no chat template; use an instruct/chat model or add a template")
+        raise UserError(f"model '{path}' has no chat template; set model.chat_template to a Jinja file "
+                        "(or builtin-llama2), or use an instruct/chat model")
     tok.padding_side = padding_side
     return tok
+
+
+def read_chat_template(spec: str) -> str:
+    if spec == "builtin-llama2":
+        return resources.files("selfreward.templates").joinpath("llama2_chat.jinja").read_text(encoding="utf-8")
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise UserError(f"chat template not found: {path} (model.chat_template)")
+    return path.read_text(encoding="utf-8")
 
 
 def load_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False, device: str | None = None):

@@ -24,6 +24,7 @@ from selfreward.rundir import RunDir, Stage, plan, require_done
 MODULES = {"sft": "sft", "gen-prompts": "gen_prompts", "sample": "sample", "judge": "judge", "pairs": "pairs",
            "dpo": "dpo"}
 TRAINING = {"sft", "dpo"}
+_LAUNCHED = "SELFREWARD_UNDER_ACCELERATE"
 
 
 def previous_stage(stage: Stage) -> Stage | None:
@@ -39,7 +40,7 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage) -> dict:
         require_done(rd, prev)
     rd.clear(stage)
     start = time.time()
-    if stage.name in TRAINING and cfg.accelerate_config and not os.environ.get("ACCELERATE_PROCESS_ID"):
+    if stage.name in TRAINING and cfg.accelerate_config and not os.environ.get(_LAUNCHED):
         _launch_accelerate(rd, cfg, stage)  # the launched processes run this function and write the marker
         return rd.marker(stage)["stats"]
     stats = importlib.import_module(f"selfreward.stages.{MODULES[stage.name]}").run(rd, cfg, stage.iteration)
@@ -99,7 +100,7 @@ def _launch_accelerate(rd: RunDir, cfg: RunConfig, stage: Stage) -> None:
     cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "-m", "selfreward", stage.name,
            str(rd.root)] + ([] if stage.name == "sft" else ["--iteration", str(stage.iteration)])
     print("[launch] " + shlex.join(cmd), flush=True)
-    if subprocess.run(cmd).returncode != 0 or rd.marker(stage) is None:
+    if subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}).returncode != 0 or rd.marker(stage) is None:
         raise UserError(f"{stage} failed under accelerate launch (see the output above)")
 
 

@@ -17,15 +17,16 @@ from selfreward.config import RunConfig, flatten
 from selfreward.errors import UserError
 from selfreward.records import write_json
 
-# Config sections each stage's result depends on. generation.* (backend, batch size) is left out on purpose:
-# a run may move to other hardware between stages.
+# Config keys (or sections) each stage's result depends on. generation.* (backend, batch size) and
+# model.cache_dir are left out on purpose: a run may move to other hardware between stages.
+_MODEL = ["model.name", "model.trust_remote_code", "model.chat_template"]
 STAGE_DEPS = {
-    "sft": ["model", "data", "sft", "seed"],
-    "gen-prompts": ["model", "data.ift", "data.max_ift", "gen_prompts", "seed"],
-    "sample": ["model", "sample", "seed"],
-    "judge": ["model", "judge", "seed"],
+    "sft": _MODEL + ["data.ift", "data.eft_train", "data.max_ift", "data.max_eft", "judge.template", "sft", "seed"],
+    "gen-prompts": _MODEL + ["model.dtype", "data.ift", "data.max_ift", "gen_prompts", "seed"],
+    "sample": _MODEL + ["model.dtype", "sample", "seed"],
+    "judge": _MODEL + ["model.dtype", "judge", "seed"],
     "pairs": [],
-    "dpo": ["model", "dpo", "seed"],
+    "dpo": _MODEL + ["dpo", "seed"],
 }
 ITER_STAGES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]
 

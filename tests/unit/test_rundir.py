@@ -1,0 +1,189 @@
+"""rundir: stage plan, layout, done-markers and the resume rules."""
+
+import dataclasses
+import json
+
+import pytest
+
+from selfreward.config import ModelConfig, load_config
+from selfreward.errors import UserError
+from selfreward.rundir import RunDir, Stage, plan, require_done, stage_config
+
+
+def cfg(*overrides):
+    return load_config(None, list(overrides))
+
+
+SFT = Stage("sft", 0)
+GEN1 = Stage("gen-prompts", 1)
+SAMPLE1 = Stage("sample", 1)
+JUDGE1 = Stage("judge", 1)
+
+
+def test_plan_two_iterations_order():
+    assert [(s.name, s.iteration) for s in plan(2)] == [
+        ("sft", 0),
+        ("gen-prompts", 1), ("sample", 1), ("judge", 1), ("pairs", 1), ("dpo", 1),
+        ("gen-prompts", 2), ("sample", 2), ("judge", 2), ("pairs", 2), ("dpo", 2),
+    ]
+
+
+def test_plan_one_iteration():
+    assert plan(1) == [SFT, GEN1, SAMPLE1, JUDGE1, Stage("pairs", 1), Stage("dpo", 1)]
+
+
+def test_stage_str():
+    assert str(SFT) == "sft"
+    assert str(Stage("judge", 2)) == "judge (iteration 2)"
+
+
+def test_layout(tmp_path):
+    rd = RunDir(tmp_path)
+    assert rd.policy(1) == tmp_path / "sft" / "model"
+    assert rd.policy(2) == tmp_path / "iter1" / "model"
+    assert rd.policy(3) == tmp_path / "iter2" / "model"
+    assert rd.stage_dir(0) == tmp_path / "sft"
+    assert rd.artifact(2, "pairs.jsonl") == tmp_path / "iter2" / "pairs.jsonl"
+    assert rd.config_path == tmp_path / "config.yaml"
+
+
+def test_todo_then_done(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    assert rd.state(SFT, c, None) == "todo"
+    rd.mark_done(SFT, c, None, {"examples": 3})
+    assert rd.state(SFT, c, None) == "done"
+    marker = rd.marker(SFT)
+    assert marker["stage"] == "sft" and marker["iteration"] == 0
+    assert marker["after"] is None
+    assert marker["stats"] == {"examples": 3}
+    assert (tmp_path / "sft" / "sft.done.json").is_file()
+    assert json.loads((tmp_path / "sft" / "sft.done.json").read_text())["token"] == marker["token"]
+
+
+def test_marker_after_is_previous_token(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(GEN1, c, SFT, {})
+    assert rd.marker(GEN1)["after"] == rd.marker(SFT)["token"]
+    assert rd.state(GEN1, c, SFT) == "done"
+    assert (tmp_path / "iter1" / "gen-prompts.done.json").is_file()
+
+
+def test_changed_key_the_stage_depends_on(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    rd.mark_done(GEN1, cfg(), SFT, {})
+    rd.mark_done(SAMPLE1, cfg(), GEN1, {})
+    now = cfg("sample.temperature=0.9")
+    assert rd.state(SAMPLE1, now, GEN1) == "changed: sample.temperature was 0.7, now 0.9"
+    assert rd.state(SAMPLE1, now, GEN1).startswith("changed: sample.temperature")
+    assert rd.state(SFT, cfg("sft.learning_rate=0.001"), None).startswith("changed: sft.learning_rate")
+    assert rd.state(SFT, cfg("seed=5"), None) == "changed: seed was 0, now 5"
+    assert rd.state(SFT, cfg("model.name=other/model"), None) == \
+        "changed: model.name was 'default', now 'other/model'"
+
+
+def test_changed_key_added_section(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    assert rd.state(SFT, cfg("sft.lora.r=8"), None) == "changed: sft.lora.alpha was None, now 32"
+
+
+def test_gen_prompts_depends_on_ift_only(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    rd.mark_done(GEN1, cfg(), SFT, {})
+    assert rd.state(GEN1, cfg("data.eft_train=/x.jsonl"), SFT) == "done"
+    assert rd.state(GEN1, cfg("data.max_ift=5"), SFT) == "changed: data.max_ift was None, now 5"
+    assert rd.state(GEN1, cfg("gen_prompts.shots=2"), SFT) == "changed: gen_prompts.shots was 8, now 2"
+
+
+@pytest.mark.parametrize("override", ["generation.batch_size=2", "generation.backend=vllm", "dpo.beta=0.5",
+                                      "judge.k=5", "iterations=3", "gen_prompts.shots=2"])
+def test_change_in_a_key_not_depended_on_is_still_done(tmp_path, override):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    rd.mark_done(GEN1, cfg(), SFT, {})
+    rd.mark_done(SAMPLE1, cfg(), GEN1, {})
+    assert rd.state(SAMPLE1, cfg(override), GEN1) == "done"
+
+
+def test_generation_settings_never_change_sft(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    assert rd.state(SFT, cfg("generation.batch_size=1"), None) == "done"
+    assert rd.state(SFT, cfg("dpo.beta=0.5", "sample.n=8"), None) == "done"
+
+
+def test_sft_depends_on_judge_template(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, cfg(), None, {})
+    assert rd.state(SFT, cfg("judge.template=/my/judge.txt"), None).startswith("changed: judge.template")
+
+
+def test_remarking_previous_makes_next_stale(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(GEN1, c, SFT, {})
+    rd.mark_done(SAMPLE1, c, GEN1, {})
+    rd.mark_done(SFT, c, None, {})  # SFT recomputed
+    assert rd.state(SFT, c, None) == "done"
+    assert rd.state(GEN1, c, SFT) == "stale"
+    assert rd.state(SAMPLE1, c, GEN1) == "done"  # its own input (gen-prompts) is unchanged so far
+    rd.mark_done(GEN1, c, SFT, {})
+    assert rd.state(GEN1, c, SFT) == "done"
+    assert rd.state(SAMPLE1, c, GEN1) == "stale"
+
+
+def test_missing_previous_marker_is_stale(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(GEN1, c, SFT, {})
+    rd.clear(SFT)
+    assert rd.state(SFT, c, None) == "todo"
+    assert rd.state(GEN1, c, SFT) == "stale"
+
+
+def test_stale_wins_over_changed(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(GEN1, c, SFT, {})
+    rd.mark_done(SFT, c, None, {})
+    assert rd.state(GEN1, cfg("gen_prompts.shots=2"), SFT) == "stale"
+
+
+def test_clear(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.clear(SFT)
+    assert rd.marker(SFT) is None
+    rd.clear(SFT)  # clearing twice is fine
+
+
+def test_require_done(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    with pytest.raises(UserError) as e:
+        require_done(rd, JUDGE1)
+    assert str(e.value) == (f"{tmp_path}: judge (iteration 1) has not finished; run it first (selfreward run or "
+                            f"selfreward judge {tmp_path} --iteration 1)")
+    with pytest.raises(UserError) as e:
+        require_done(rd, SFT)
+    assert str(e.value) == f"{tmp_path}: sft has not finished; run it first (selfreward run or selfreward sft {tmp_path})"
+    rd.mark_done(SFT, c, None, {"x": 1})
+    assert require_done(rd, SFT)["stats"] == {"x": 1}
+
+
+def test_stage_config_keys():
+    c = cfg()
+    # model.cache_dir is left out: moving the cache must not invalidate a run
+    model_keys = {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)} - {"model.cache_dir"}
+    assert set(stage_config(c, "sample")) == model_keys | {"sample.n", "sample.temperature", "sample.top_p",
+                                                           "sample.max_new_tokens", "seed"}
+    assert stage_config(c, "sample")["sample.n"] == 4
+    assert stage_config(c, "pairs") == {}
+    gen = stage_config(c, "gen-prompts")
+    assert {k for k in gen if k.startswith("data.")} == {"data.ift", "data.max_ift"}
+    assert {k for k in stage_config(c, "sft") if k.startswith("data.")} == {
+        "data.ift", "data.eft_train", "data.max_ift", "data.max_eft"}
+    assert not any(k.startswith("generation.") for s in ("sft", "gen-prompts", "sample", "judge", "dpo")
+                   for k in stage_config(c, s))
