@@ -19,6 +19,13 @@ def few_shot_request(examples: list[str]) -> str:
     return template.replace("{examples}", listed)
 
 
+def example_pool(prompts: list[str], max_words: int = 60) -> list[str]:
+    """Seed prompts short enough to serve as few-shot examples: long ones make every request slow to read
+    and pull the model toward writing essays instead of tasks."""
+    short = [p for p in prompts if len(p.split()) <= max_words]
+    return short if len(short) >= 8 else prompts
+
+
 def draw_examples(pool: list[str], shots: int, rng: random.Random) -> list[str]:
     return rng.sample(pool, min(shots, len(pool)))
 

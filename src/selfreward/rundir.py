@@ -19,12 +19,12 @@ from selfreward.records import write_json
 
 # Config keys (or sections) each stage's result depends on. generation.* (backend, batch size) and
 # model.cache_dir are left out on purpose: a run may move to other hardware between stages.
-_MODEL = ["model.name", "model.trust_remote_code", "model.chat_template"]
+_MODEL = ["model.name", "model.dtype", "model.trust_remote_code", "model.chat_template"]
 STAGE_DEPS = {
     "sft": _MODEL + ["data.ift", "data.eft_train", "data.max_ift", "data.max_eft", "judge.template", "sft", "seed"],
-    "gen-prompts": _MODEL + ["model.dtype", "data.ift", "data.max_ift", "gen_prompts", "seed"],
-    "sample": _MODEL + ["model.dtype", "sample", "seed"],
-    "judge": _MODEL + ["model.dtype", "judge", "seed"],
+    "gen-prompts": _MODEL + ["data.ift", "data.max_ift", "gen_prompts", "seed"],
+    "sample": _MODEL + ["sample", "seed"],
+    "judge": _MODEL + ["judge", "seed"],
     "pairs": [],
     "dpo": _MODEL + ["dpo", "seed"],
 }

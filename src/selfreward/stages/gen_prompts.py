@@ -10,7 +10,7 @@ from selfreward.backends import Sampling
 from selfreward.config import RunConfig
 from selfreward.data import load_ift
 from selfreward.errors import UserError
-from selfreward.prompts import PromptFilter, clean, draw_examples, few_shot_request
+from selfreward.prompts import PromptFilter, clean, draw_examples, example_pool, few_shot_request
 from selfreward.records import write_jsonl
 from selfreward.rundir import RunDir
 from selfreward.stages import open_generator
@@ -22,6 +22,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     filt = PromptFilter(c.min_words, c.max_words, c.rouge_l_max, c.banned_words)
     for s in seeds:
         filt.add_reference(s)
+    pool = example_pool(seeds)
     rng = random.Random(f"{cfg.seed}-{t}")
     kept, rejected, reasons = [], [], Counter()
     gen = open_generator(cfg, str(rd.policy(t)))
@@ -31,7 +32,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
             if missing <= 0:
                 break
             # Ask for more than is missing: on a small model most drafts fail a filter.
-            asks = [[{"role": "user", "content": few_shot_request(draw_examples(seeds, c.shots, rng))}]
+            asks = [[{"role": "user", "content": few_shot_request(draw_examples(pool, c.shots, rng))}]
                     for _ in range(math.ceil(missing * 1.5) + 2)]
             outs = gen.generate(asks, Sampling(1, c.temperature, c.top_p, c.max_new_tokens, cfg.seed + round_),
                                 desc=f"gen-prompts {t} (round {round_ + 1})")

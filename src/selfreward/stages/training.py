@@ -6,6 +6,7 @@ Training runs through TRL's stable trainers, so the same code runs in-process or
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from selfreward.config import DPOConfig, LoraConfig, RunConfig, SFTConfig
-from selfreward.models import bf16_supported, load_tokenizer
+from selfreward.models import bf16_supported, load_tokenizer, resolve_dtype
 
 
 def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[str, Any]:
@@ -30,11 +31,13 @@ def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[
     )
 
 
-def load_trainable(path: str, cfg: RunConfig):
+def load_trainable(path: str, cfg: RunConfig, lora: LoraConfig | None):
     from transformers import AutoModelForCausalLM
 
-    # fp32 master weights; bf16 enters through autocast (mixed precision) when enabled.
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+    # Full fine-tuning keeps fp32 master weights (bf16 enters through autocast); a frozen LoRA base needs no
+    # master copy and loads in the run's dtype.
+    dtype = resolve_dtype(cfg.model.dtype) if lora else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True,
                                                 trust_remote_code=cfg.model.trust_remote_code)
 
 
@@ -56,25 +59,48 @@ def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
     return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
 
 
-def save_final(trainer, tokenizer, target: Path) -> None:
-    """Save the trained model as safetensors at `target`, atomically (a merged model when LoRA was used)."""
+def save_final(trainer, tokenizer, target: Path, dtype: torch.dtype) -> None:
+    """Save the trained model as `dtype` safetensors at `target`, atomically (merged when LoRA was used)."""
     tmp = target.with_name(target.name + ".tmp")
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = trainer.accelerator.unwrap_model(model).merge_and_unload()
-        if trainer.accelerator.is_main_process:
-            model.save_pretrained(tmp, safe_serialization=True)
+    main = trainer.accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
+    trainer.accelerator.wait_for_everyone()
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(unwrapped, "merge_and_unload"):
+        merged = unwrapped.merge_and_unload()
+        if main:
+            merged.save_pretrained(tmp, safe_serialization=True)
     else:
         trainer.save_model(str(tmp))  # gathers sharded (FSDP/ZeRO-3) weights; writes on the main process only
     trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
+    if main:
+        cast_checkpoint(tmp, dtype)
         tokenizer.padding_side = "left"
         tokenizer.save_pretrained(tmp)
-        for junk in ("training_args.bin",):
-            (tmp / junk).unlink(missing_ok=True)
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run dir keeps the config as YAML
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     trainer.accelerator.wait_for_everyone()
+
+
+def cast_checkpoint(path: Path, dtype: torch.dtype) -> None:
+    """Cast floating-point tensors of every safetensors shard to `dtype`, one shard in memory at a time.
+
+    Training keeps fp32 master weights; the checkpoint is stored in the run's dtype (half the size in bf16).
+    """
+    from safetensors.torch import load_file, save_file
+
+    for shard in sorted(path.glob("*.safetensors")):
+        tensors = load_file(shard)
+        if all(t.dtype == dtype or not t.is_floating_point() for t in tensors.values()):
+            continue
+        save_file({k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}, shard,
+                  metadata={"format": "pt"})
+    config = path / "config.json"
+    data = json.loads(config.read_text())
+    data["dtype"] = str(dtype).removeprefix("torch.")
+    config.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def is_main_process() -> bool:

@@ -1,0 +1,181 @@
+"""The whole loop (SFT + 2 iterations) on the tiny model, every stage real except the judge's generator.
+
+The run itself is the session fixture `finished_run` (conftest.py): `selfreward run --config tiny-cpu ...` called
+in-process, so the judge's generator can be replaced by a fake that writes "Score: N" lines; a random model never
+does, and without scores there are no pairs to train on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from integration_helpers import STAGE_NAMES, all_stage_keys, tokens
+
+N, K, PROMPTS = 4, 3, 3  # sample.n and judge.k of tiny-cpu.yaml; gen_prompts.num_prompts of FAST
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def fake_score(i: int, j: int) -> int:
+    return (i + j) % 6
+
+
+@pytest.fixture(scope="module")
+def run(finished_run):
+    return finished_run["dir"]
+
+
+def test_every_artifact_and_marker_exists(run):
+    assert (run / "sft" / "model" / "model.safetensors").is_file()
+    for t in (1, 2):
+        for name in ("prompts.jsonl", "prompts.rejected.jsonl", "candidates.jsonl", "judgments.jsonl",
+                     "pairs.jsonl"):
+            assert (run / f"iter{t}" / name).is_file(), f"iter{t}/{name}"
+        assert (run / f"iter{t}" / "model" / "model.safetensors").is_file()
+    for name in ("config.yaml", "manifest.json", "summary.json", "summary.txt"):
+        assert (run / name).is_file()
+    assert sorted(tokens(run)) == sorted(all_stage_keys(2))
+    # atomic writes leave no temporary file behind
+    assert [p for p in run.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_markers_form_a_chain(run, tiny_model_dir):
+    previous = None
+    for key in all_stage_keys(2):
+        marker = json.loads((run / f"{key}.done.json").read_text())
+        folder, name = key.split("/")
+        assert marker["stage"] == name
+        assert marker["iteration"] == (0 if folder == "sft" else int(folder.removeprefix("iter")))
+        assert marker["after"] == previous
+        previous = marker["token"]
+    sample = json.loads((run / "iter1" / "sample.done.json").read_text())
+    assert sample["config"]["sample.n"] == N and sample["config"]["model.name"] == str(tiny_model_dir)
+    assert not any(k.startswith(("generation.", "dpo.", "judge.")) for k in sample["config"])
+
+
+def test_config_and_manifest(run, tiny_model_dir):
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["model"]["name"] == str(tiny_model_dir)
+    assert cfg["gen_prompts"]["num_prompts"] == PROMPTS and cfg["sample"]["n"] == N and cfg["iterations"] == 2
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert len(manifest["invocations"]) == 1
+    assert manifest["versions"]["trl"].startswith("1.") and manifest["versions"]["torch"]
+
+
+def test_prompts_and_candidates(run):
+    for t in (1, 2):
+        prompts = read_jsonl(run / f"iter{t}" / "prompts.jsonl")
+        assert [p["id"] for p in prompts] == list(range(PROMPTS))
+        assert all(len(p["prompt"].split()) >= 4 for p in prompts)  # gen_prompts.min_words
+        candidates = read_jsonl(run / f"iter{t}" / "candidates.jsonl")
+        assert len(candidates) == PROMPTS * N
+        text = {p["id"]: p["prompt"] for p in prompts}
+        for c in candidates:
+            assert c["id"] == c["prompt_id"] * N + c["id"] % N
+            assert c["prompt"] == text[c["prompt_id"]]
+            assert isinstance(c["response"], str) and c["response"]
+        assert [c["id"] for c in candidates] == list(range(PROMPTS * N))
+
+
+def test_judge_requests_and_raw_judgments(run, finished_run):
+    from selfreward.judge import load_template, render
+
+    calls = finished_run["judge_calls"]
+    # per iteration: the generator is opened on M_t, then called once with every candidate
+    assert [c.get("model_path") for c in calls[::2]] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
+    template = load_template("builtin")
+    for t, call in zip((1, 2), calls[1::2]):
+        candidates = read_jsonl(run / f"iter{t}" / "candidates.jsonl")
+        assert call["requests"] == [[{"role": "user", "content": render(template, c["prompt"], c["response"])}]
+                                    for c in candidates]
+        s = call["sampling"]
+        assert (s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed) == (K, 0.7, 0.9, 12, 2000 * t)
+
+        judgments = read_jsonl(run / f"iter{t}" / "judgments.jsonl")
+        assert len(judgments) == len(candidates)
+        for i, (j, c) in enumerate(zip(judgments, candidates)):
+            assert j["candidate_id"] == c["id"] and j["prompt_id"] == c["prompt_id"]
+            assert j["raw"] == [f"Looks fine. Score: {fake_score(i, k)}" for k in range(K)]
+            assert j["scores"] == [float(fake_score(i, k)) for k in range(K)]
+            assert j["score"] == pytest.approx(sum(j["scores"]) / K)
+
+
+def test_pairs_are_best_vs_worst_of_one_prompt(run):
+    # candidate means, by candidate index: (i, i+1, i+2) % 6 averaged -> 1, 2, 3, 4, 3, 2, 1, 2, 3, 4, 3, 2
+    expected = [  # (prompt_id, chosen_id, rejected_id, chosen_score, rejected_score)
+        (0, 3, 0, 4.0, 1.0),
+        (1, 4, 6, 3.0, 1.0),
+        (2, 9, 11, 4.0, 2.0),
+    ]
+    for t in (1, 2):
+        candidates = {c["id"]: c for c in read_jsonl(run / f"iter{t}" / "candidates.jsonl")}
+        pairs = read_jsonl(run / f"iter{t}" / "pairs.jsonl")
+        assert [(p["prompt_id"], p["chosen_id"], p["rejected_id"], p["chosen_score"], p["rejected_score"])
+                for p in pairs] == expected
+        for p in pairs:
+            chosen, rejected = candidates[p["chosen_id"]], candidates[p["rejected_id"]]
+            assert chosen["prompt_id"] == rejected["prompt_id"] == p["prompt_id"]
+            assert p["prompt"] == chosen["prompt"] == rejected["prompt"]
+            assert p["chosen"] == chosen["response"] and p["rejected"] == rejected["response"]
+
+
+def test_stats_and_summary(run):
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["sft"]["examples"] + summary["sft"]["dropped_too_long"] == 16  # data.max_ift + data.max_eft
+    assert summary["sft"]["steps"] == -(-summary["sft"]["examples"] // 4)  # sft.batch_size=4, one epoch
+    assert len(summary["iterations"]) == 2
+    for t, row in enumerate(summary["iterations"], 1):
+        assert row["iteration"] == t
+        assert (row["prompts_kept"], row["candidates"], row["judgments"], row["pairs"]) == (PROMPTS, 12, 36, 3)
+        assert row["parse_failure_rate"] == 0.0 and row["unscored_candidates"] == 0
+        assert row["mean_score"] == 2.5
+        assert row["score_histogram"] == {str(s): 6 for s in range(6)}
+        assert (row["pairs_used"], row["dropped_too_long"], row["steps"]) == (3, 0, 1)  # dpo.batch_size=4
+        assert row["train_loss"] == pytest.approx(0.6931, abs=1e-3)  # one step from policy == reference
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_each_iteration_changes_the_model_and_models_load(run, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, m1, m2, m3 = (_weights(d) for d in (tiny_model_dir, run / "sft" / "model", run / "iter1" / "model",
+                                               run / "iter2" / "model"))
+    assert set(base) == set(m1) == set(m2) == set(m3)
+    for before, after in ((base, m1), (m1, m2), (m2, m3)):
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        assert changed, "training left every weight unchanged"
+        assert all(torch.isfinite(after[k]).all() for k in after)
+
+    tok = AutoTokenizer.from_pretrained(str(run / "iter2" / "model"))
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    for d in (run / "sft" / "model", run / "iter1" / "model", run / "iter2" / "model"):
+        model = AutoModelForCausalLM.from_pretrained(str(d))
+        assert model.config.model_type == "llama" and model.config.hidden_size == 32
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits
+        assert logits.shape == (1, ids.shape[1], len(tok)) and torch.isfinite(logits).all()
+
+
+def test_status_command_reports_every_stage_done(run, tmp_path, capsys):
+    import shutil
+
+    from selfreward import cli
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)  # status rewrites summary files; keep the shared run untouched
+    assert cli.main(["status", str(copy)]) == 0
+    out = capsys.readouterr().out
+    lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:11]}
+    assert lines == {"sft": "done", **{f"{s} (iteration {t})": "done" for t in (1, 2) for s in STAGE_NAMES}}
