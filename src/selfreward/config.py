@@ -242,6 +242,9 @@ def _check_values(cfg: RunConfig, source: str) -> None:
             raise UserError(f"{source}: '{key}' must be between 0 and 1 (warmup_ratio below 1), got {value}")
     if cfg.sample.n < 2:
         raise UserError(f"{source}: 'sample.n' must be at least 2 to build pairs, got {cfg.sample.n}")
+    if cfg.sample.temperature == 0:
+        raise UserError(f"{source}: 'sample.temperature' is 0: the {cfg.sample.n} responses per prompt would be "
+                        "identical and every pair a tie; use a temperature above 0 (paper: 0.7)")
     if cfg.iterations < 1:
         raise UserError(f"{source}: 'iterations' must be at least 1")
     if cfg.gen_prompts.min_words > cfg.gen_prompts.max_words:

@@ -65,10 +65,10 @@ def finished_run(tmp_path_factory, tiny_model_dir):
     from selfreward import cli
 
     run_dir = tmp_path_factory.mktemp("finished-run") / "run"
-    with fake_judge() as calls:
+    with fake_judge() as judges:
         rc = cli.main(["run", "--config", "tiny-cpu", "--run-dir", str(run_dir), *run_overrides(tiny_model_dir)])
     assert rc == 0
-    return {"dir": run_dir, "judge_calls": calls}
+    return {"dir": run_dir, "judges": judges}
 
 
 @pytest.fixture

@@ -13,20 +13,33 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "src" / "selfreward" / "recipes" / "tiny-cpu.yaml"
 SELFREWARD_BIN = Path(sys.executable).with_name("selfreward")
 
-# Settings that keep the whole loop to seconds on 2 CPU cores. fp32 everywhere so runs are deterministic.
+# Settings that keep the whole loop to seconds on 2 CPU cores. fp32 everywhere so runs are deterministic. The
+# values the tests assert on (n, k, temperatures, batch sizes, iterations) are pinned here rather than taken from
+# the recipe, so that tuning tiny-cpu.yaml does not break them.
 FAST = [
+    "iterations=2",
+    "seed=0",
     "model.dtype=float32",
     "data.max_ift=8",
     "data.max_eft=8",
     "sft.batch_size=4",
+    "sft.epochs=1",
     "gen_prompts.num_prompts=3",
     "gen_prompts.max_new_tokens=12",
+    "sample.n=4",
+    "sample.temperature=0.7",
+    "sample.top_p=0.9",
     "sample.max_new_tokens=12",
+    "judge.k=3",
+    "judge.temperature=0.7",
+    "judge.top_p=0.9",
     "judge.max_new_tokens=12",
     "sft.max_length=768",
     "sft.mixed_precision=fp32",
     "dpo.max_length=256",
     "dpo.mixed_precision=fp32",
+    "dpo.batch_size=4",
+    "dpo.epochs=1",
 ]
 
 STAGE_NAMES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]
@@ -61,12 +74,14 @@ class FakeJudge:
     candidates of one prompt get different mean scores (pairs exist, deterministically).
     """
 
-    def __init__(self, calls: list):
-        self.calls = calls
+    def __init__(self, model_path: str):
+        self.model_path = model_path
+        self.generate_calls: list[dict] = []
         self.closed = False
 
     def generate(self, requests, sampling, desc=""):
-        self.calls.append({"requests": requests, "sampling": sampling, "desc": desc})
+        assert not self.closed
+        self.generate_calls.append({"requests": requests, "sampling": sampling, "desc": desc})
         return [[f"Looks fine. Score: {(i + j) % 6}" for j in range(sampling.n)] for i in range(len(requests))]
 
     def close(self):
@@ -75,19 +90,19 @@ class FakeJudge:
 
 @contextlib.contextmanager
 def fake_judge():
-    """Patch the judge stage's generator; yields the list of generate() calls (with their model paths)."""
+    """Patch the judge stage's generator; yields the list of FakeJudge objects it opened, in order."""
     import selfreward.stages.judge as judge_stage
 
-    calls: list = []
+    opened: list[FakeJudge] = []
 
     def open_fake(cfg, model_path):
-        calls.append({"model_path": model_path})
-        return FakeJudge(calls)
+        opened.append(FakeJudge(model_path))
+        return opened[-1]
 
     mp = pytest.MonkeyPatch()
     mp.setattr(judge_stage, "open_generator", open_fake)
     try:
-        yield calls
+        yield opened
     finally:
         mp.undo()
 
@@ -102,6 +117,13 @@ def load_cfg(model_dir: Path, *extra: str):
     from selfreward.config import load_config
 
     return load_config(RECIPE, run_overrides(model_dir, *extra))
+
+
+def run_cfg(run_dir: Path, *extra: str):
+    """The config a resumed `selfreward run --run-dir RUN [overrides]` uses: the run's own config.yaml."""
+    from selfreward.config import load_config
+
+    return load_config(Path(run_dir) / "config.yaml", list(extra))
 
 
 def tokens(run_dir: Path) -> dict[str, str]:

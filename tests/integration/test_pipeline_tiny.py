@@ -88,11 +88,13 @@ def test_prompts_and_candidates(run):
 def test_judge_requests_and_raw_judgments(run, finished_run):
     from selfreward.judge import load_template, render
 
-    calls = finished_run["judge_calls"]
-    # per iteration: the generator is opened on M_t, then called once with every candidate
-    assert [c.get("model_path") for c in calls[::2]] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
+    judges = finished_run["judges"]
+    # per iteration, the generator is opened on M_t, called once with every candidate, and closed
+    assert [j.model_path for j in judges] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
+    assert all(j.closed and len(j.generate_calls) == 1 for j in judges)
     template = load_template("builtin")
-    for t, call in zip((1, 2), calls[1::2]):
+    for t, judge in zip((1, 2), judges):
+        call = judge.generate_calls[0]
         candidates = read_jsonl(run / f"iter{t}" / "candidates.jsonl")
         assert call["requests"] == [[{"role": "user", "content": render(template, c["prompt"], c["response"])}]
                                     for c in candidates]
@@ -179,3 +181,38 @@ def test_status_command_reports_every_stage_done(run, tmp_path, capsys):
     out = capsys.readouterr().out
     lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:11]}
     assert lines == {"sft": "done", **{f"{s} (iteration {t})": "done" for t in (1, 2) for s in STAGE_NAMES}}
+
+
+def test_random_judge_gives_no_pairs_and_dpo_refuses(run, tmp_path, capsys):
+    """Without the fake judge: the random model never writes a score line, every judgment is kept raw and
+    unparsed, no pair survives, and dpo stops with a UserError (exit 2) instead of training on nothing."""
+    import shutil
+
+    from selfreward import cli
+    from selfreward.rundir import RunDir, Stage
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert cli.main(["judge", str(copy), "-t", "1"]) == 0
+    assert cli.main(["pairs", str(copy), "-t", "1"]) == 0
+    judgments = read_jsonl(copy / "iter1" / "judgments.jsonl")
+    assert len(judgments) == PROMPTS * N
+    assert all(len(j["raw"]) == K and all(isinstance(r, str) and r for r in j["raw"]) for j in judgments)
+    assert all(j["scores"] == [None] * K and j["score"] is None and j["spread"] is None for j in judgments)
+    rd = RunDir(copy)
+    stats = rd.marker(Stage("judge", 1))["stats"]
+    assert (stats["judgments"], stats["parse_failures"], stats["parse_failure_rate"]) == (36, 36, 1.0)
+    assert stats["mean_score"] is None and stats["score_histogram"] == {}
+    assert read_jsonl(copy / "iter1" / "pairs.jsonl") == []
+    assert rd.marker(Stage("pairs", 1))["stats"]["dropped"] == {"fewer than 2 valid scores": PROMPTS}
+    capsys.readouterr()
+
+    assert cli.main(["dpo", str(copy), "-t", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("selfreward: error: iteration 1: no preference pair to train on (0 pairs")
+    assert str(copy / "iter1" / "judgments.jsonl") in err
+    # the failed stage is not done, so the next run retries it
+    assert rd.marker(Stage("dpo", 1)) is None
+    from selfreward.pipeline import load_run_config
+
+    assert rd.state(Stage("gen-prompts", 2), load_run_config(rd), Stage("dpo", 1)) == "stale"

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_helpers import (RECIPE, SELFREWARD_BIN, all_stage_keys, fake_judge, load_cfg, run_overrides,
-                                 tokens)
+from integration_helpers import SELFREWARD_BIN, all_stage_keys, fake_judge, run_cfg, run_overrides, tokens
 
 
 def resume(run_dir: Path, cfg, redo: bool = False) -> None:
@@ -37,7 +36,7 @@ def split(before: dict, after: dict) -> tuple[list[str], list[str]]:
 def test_rerun_of_a_finished_run_recomputes_nothing(run_copy, tiny_model_dir, capsys):
     before = tokens(run_copy)
     mtimes = {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.jsonl")}
-    resume(run_copy, load_cfg(tiny_model_dir))
+    resume(run_copy, run_cfg(run_copy))
     assert tokens(run_copy) == before
     assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.jsonl")} == mtimes
     out = capsys.readouterr().out
@@ -50,7 +49,7 @@ def test_crash_in_iteration_2_sample_redoes_only_from_there(run_copy, tiny_model
     # a crash in the middle of iter2 sample: its marker was cleared when it started, half a temp file is left
     (run_copy / "iter2" / "sample.done.json").unlink()
     (run_copy / "iter2" / "candidates.jsonl.tmp").write_text('{"id": 0, "prompt_id": 0, "prom')
-    resume(run_copy, load_cfg(tiny_model_dir))
+    resume(run_copy, run_cfg(run_copy))
     after = tokens(run_copy)
     assert sorted(after) == sorted(before)
     unchanged, changed = split(before, after)
@@ -70,7 +69,7 @@ def test_changed_setting_is_refused_then_redone_with_redo(run_copy, tiny_model_d
 
     rd = RunDir(run_copy)
     before = tokens(run_copy)
-    hotter = load_cfg(tiny_model_dir, "sample.temperature=0.9")
+    hotter = run_cfg(run_copy, "sample.temperature=0.9")
     with pytest.raises(UserError) as e:
         pipeline.check_changes(rd, hotter, redo=False)
     msg = str(e.value)
@@ -88,30 +87,53 @@ def test_changed_setting_is_refused_then_redone_with_redo(run_copy, tiny_model_d
     assert marker["config"]["sample.temperature"] == 0.9
 
     # generation.* is hardware, not a result: another batch size is accepted and recomputes nothing
-    bigger = load_cfg(tiny_model_dir, "sample.temperature=0.9", "generation.batch_size=5")
+    bigger = run_cfg(run_copy, "generation.batch_size=5")
     pipeline.check_changes(rd, bigger, redo=False)
     resume(run_copy, bigger)
     assert tokens(run_copy) == after
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: STAGE_DEPS['sft'] lacks judge.template, yet stages/sft.examples() renders every EFT training example "
-    "with it; a changed template is only caught at the judge stage, so --redo keeps an M1 trained on the old one"))
-def test_changed_judge_template_invalidates_sft(run_copy, tiny_model_dir, tmp_path):
+def test_single_stage_command_makes_later_stages_stale(run_copy, capsys):
+    from selfreward import cli
+
+    before = tokens(run_copy)
+    assert cli.main(["sample", str(run_copy), "-t", "3"]) == 2
+    assert "--iteration must be between 1 and 2" in capsys.readouterr().err
+    assert cli.main(["pairs", str(run_copy), "-t", "2"]) == 0
+    assert tokens(run_copy)["iter2/pairs"] != before["iter2/pairs"]
+    capsys.readouterr()
+    assert cli.main(["status", str(run_copy)]) == 0
+    status = {line[:28].strip(): line[28:].strip() for line in capsys.readouterr().out.splitlines()[:11]}
+    assert status["pairs (iteration 2)"] == "done" and status["dpo (iteration 2)"] == "stale"
+    assert [k for k, v in status.items() if v != "done"] == ["dpo (iteration 2)"]
+
+    resume(run_copy, run_cfg(run_copy))
+    unchanged, changed = split(before, tokens(run_copy))
+    assert changed == ["iter2/pairs", "iter2/dpo"]
+
+
+def test_changed_judge_template_invalidates_sft(run_copy, tmp_path):
+    """sft renders every EFT training example with the judge template, so M1 depends on it (an earlier STAGE_DEPS
+    left it out: a new template was caught only at the judge stage and --redo kept an M1 trained on the old one)."""
+    from selfreward import pipeline
+    from selfreward.errors import UserError
     from selfreward.rundir import RunDir, Stage
 
     template = tmp_path / "judge.txt"
     template.write_text("Question: {instruction}\nAnswer: {response}\nRate it 0-5 as 'Score: N'.\n")
-    cfg = load_cfg(tiny_model_dir, f"judge.template={template}")
-    assert RunDir(run_copy).state(Stage("sft", 0), cfg, None).startswith("changed: judge.template")
+    cfg = run_cfg(run_copy, f"judge.template={template}")
+    rd = RunDir(run_copy)
+    assert rd.state(Stage("sft", 0), cfg, None) == f"changed: judge.template was 'builtin', now {str(template)!r}"
+    with pytest.raises(UserError, match=r"^sft already finished with other settings \(judge.template"):
+        pipeline.check_changes(rd, cfg, redo=False)
 
 
 def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
     from selfreward.rundir import RunDir, Stage
 
     run_dir = tmp_path / "run"
-    # one iteration; sample runs one prompt (4 sequences x 128 tokens) per batch, for a few seconds
-    extra = ["iterations=1", "sample.max_new_tokens=128", "generation.batch_size=4"]
+    # one iteration; sample runs one prompt (4 sequences x 160 tokens) per batch: a few seconds
+    extra = ["iterations=1", "sample.max_new_tokens=160", "generation.batch_size=4"]
     cmd = [str(SELFREWARD_BIN), "run", "--config", "tiny-cpu", "--run-dir", str(run_dir),
            *run_overrides(tiny_model_dir, *extra)]
     log = tmp_path / "run.log"
@@ -120,11 +142,13 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
         try:
             deadline = time.time() + 180
-            while rd.marker(Stage("gen-prompts", 1)) is None:
+            while "[run ] sample (iteration 1)" not in log.read_text():
                 assert proc.poll() is None, f"selfreward exited early:\n{log.read_text()[-3000:]}"
-                assert time.time() < deadline, "gen-prompts did not finish in time"
+                assert time.time() < deadline, "sample did not start in time"
                 time.sleep(0.05)
-            time.sleep(1.0)  # well inside sample: it loads M1, then generates for seconds
+            assert rd.marker(Stage("gen-prompts", 1)) is not None
+            assert (run_dir / "iter1" / "prompts.jsonl").is_file()
+            time.sleep(0.5)  # inside sample: it loads M1, then generates for seconds
             assert rd.marker(Stage("sample", 1)) is None, "sample finished before the kill; make it slower"
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -133,20 +157,20 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
                 proc.kill()
                 proc.wait()
 
-    assert "[run ] sample (iteration 1)" in log.read_text()
+    assert "[done] sample" not in log.read_text()
     before = tokens(run_dir)
     assert sorted(before) == ["iter1/gen-prompts", "sft/sft"]
     assert rd.marker(Stage("sample", 1)) is None
     assert not (run_dir / "iter1" / "candidates.jsonl").exists()
     assert (run_dir / "iter1" / "prompts.jsonl").is_file() and (run_dir / "sft" / "model").is_dir()
 
-    resume(run_dir, load_cfg(tiny_model_dir, *extra))
+    resume(run_dir, run_cfg(run_dir))  # `selfreward run --run-dir RUN`: the config the killed run wrote
     after = tokens(run_dir)
     assert sorted(after) == sorted(all_stage_keys(1))
     assert after["sft/sft"] == before["sft/sft"] and after["iter1/gen-prompts"] == before["iter1/gen-prompts"]
     candidates = [json.loads(line) for line in (run_dir / "iter1" / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 3 * 4
     assert (run_dir / "iter1" / "model" / "model.safetensors").is_file()
-    assert [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") and p.name != "candidates.jsonl.tmp"] == []
+    assert [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")] == []
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [inv["argv"][:2] for inv in manifest["invocations"]] == [["selfreward", "run"], ["selfreward", "run"]]

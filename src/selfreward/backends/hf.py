@@ -56,15 +56,15 @@ class HFGenerator:
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.model.device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.model.device)
         sample = sampling.temperature > 0
+        # Greedy decoding gives the same text n times: decode once and repeat it.
+        n = sampling.n if sample else 1
         out = self.model.generate(
             input_ids=input_ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
             do_sample=sample, temperature=sampling.temperature if sample else None,
-            top_p=sampling.top_p if sample else None, top_k=None, num_return_sequences=sampling.n,
-            pad_token_id=pad,
+            top_p=sampling.top_p if sample else None, top_k=None, num_return_sequences=n, pad_token_id=pad,
         )
-        texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-        texts = [t.strip() for t in texts]
-        return [texts[i * sampling.n:(i + 1) * sampling.n] for i in range(len(batch))]
+        texts = [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+        return [texts[i * n:(i + 1) * n] * (sampling.n // n) for i in range(len(batch))]
 
     def close(self) -> None:
         del self.model

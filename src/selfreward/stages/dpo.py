@@ -7,7 +7,6 @@ import time
 from selfreward.config import RunConfig
 from selfreward.errors import UserError
 from selfreward.records import read_jsonl
-from selfreward.models import resolve_dtype
 from selfreward.rundir import RunDir
 from selfreward.stages.training import (load_trainable, peft_config, save_final, token_length, trainer_kwargs,
                                         training_tokenizer)
@@ -28,7 +27,7 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
     args = DPOConfig(**trainer_kwargs(cfg.dpo, cfg, out_dir), beta=cfg.dpo.beta,
                      precompute_ref_log_probs=cfg.dpo.precompute_ref_log_probs)
     # ref_model=None: TRL takes a frozen copy of the starting model (M_t), or the adapter-free base with LoRA.
-    return DPOTrainer(model=load_trainable(model_path, cfg, cfg.dpo.lora), ref_model=None, args=args,
+    return DPOTrainer(model=load_trainable(model_path, cfg), ref_model=None, args=args,
                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                       peft_config=peft_config(cfg.dpo.lora))
 
@@ -46,6 +45,6 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
                         "for judge output, or raise sample.n / judge.k")
     trainer = build_trainer(cfg, model_path, rd.stage_dir(t) / "trainer", rows)
     result = trainer.train()
-    save_final(trainer, trainer.processing_class, rd.stage_dir(t) / "model", resolve_dtype(cfg.model.dtype))
+    save_final(trainer, trainer.processing_class, rd.stage_dir(t) / "model")
     return {"pairs_used": len(rows), "dropped_too_long": len(pairs) - len(rows), "steps": result.global_step,
             "train_loss": round(result.training_loss, 4), "train_seconds": round(time.time() - start, 1)}

@@ -7,7 +7,6 @@ import time
 from selfreward.config import RunConfig
 from selfreward.data import load_eft, load_ift
 from selfreward.judge import load_template, render
-from selfreward.models import resolve_dtype
 from selfreward.rundir import RunDir
 from selfreward.stages import base_model
 from selfreward.stages.training import (load_trainable, peft_config, save_final, token_length, trainer_kwargs,
@@ -30,7 +29,7 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(**trainer_kwargs(cfg.sft, cfg, out_dir), completion_only_loss=True)
-    return SFTTrainer(model=load_trainable(model_path, cfg, cfg.sft.lora), args=args,
+    return SFTTrainer(model=load_trainable(model_path, cfg), args=args,
                       train_dataset=Dataset.from_list(rows), processing_class=training_tokenizer(model_path, cfg),
                       peft_config=peft_config(cfg.sft.lora))
 
@@ -45,6 +44,6 @@ def run(rd: RunDir, cfg: RunConfig, t: int = 0) -> dict:
     out = rd.stage_dir(0)
     trainer = build_trainer(cfg, model_path, out / "trainer", kept)
     result = trainer.train()
-    save_final(trainer, trainer.processing_class, out / "model", resolve_dtype(cfg.model.dtype))
+    save_final(trainer, trainer.processing_class, out / "model")
     return {"examples": len(kept), "dropped_too_long": len(rows) - len(kept), "steps": result.global_step,
             "train_loss": round(result.training_loss, 4), "train_seconds": round(time.time() - start, 1)}

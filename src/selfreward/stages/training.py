@@ -6,7 +6,6 @@ Training runs through TRL's stable trainers, so the same code runs in-process or
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 
 from selfreward.config import DPOConfig, LoraConfig, RunConfig, SFTConfig
-from selfreward.models import bf16_supported, load_tokenizer, resolve_dtype
+from selfreward.models import bf16_supported, load_tokenizer
 
 
 def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[str, Any]:
@@ -31,13 +30,12 @@ def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[
     )
 
 
-def load_trainable(path: str, cfg: RunConfig, lora: LoraConfig | None):
+def load_trainable(path: str, cfg: RunConfig):
     from transformers import AutoModelForCausalLM
 
-    # Full fine-tuning keeps fp32 master weights (bf16 enters through autocast); a frozen LoRA base needs no
-    # master copy and loads in the run's dtype.
-    dtype = resolve_dtype(cfg.model.dtype) if lora else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True,
+    # fp32 weights, also under LoRA (its merge would otherwise round small updates away); bf16 enters through
+    # autocast (mixed precision).
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
                                                 trust_remote_code=cfg.model.trust_remote_code)
 
 
@@ -59,8 +57,12 @@ def token_length(tokenizer, messages: list[dict[str, str]]) -> int:
     return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
 
 
-def save_final(trainer, tokenizer, target: Path, dtype: torch.dtype) -> None:
-    """Save the trained model as `dtype` safetensors at `target`, atomically (merged when LoRA was used)."""
+def save_final(trainer, tokenizer, target: Path) -> None:
+    """Save the trained model as safetensors at `target`, atomically (merged when LoRA was used).
+
+    Weights stay fp32: a DPO step at lr 1e-6 moves most weights by less than half a bf16 step, so a bf16
+    checkpoint would round M_{t+1} back to M_t. Generation still loads them in the run's dtype.
+    """
     tmp = target.with_name(target.name + ".tmp")
     main = trainer.accelerator.is_main_process
     if main:
@@ -75,7 +77,6 @@ def save_final(trainer, tokenizer, target: Path, dtype: torch.dtype) -> None:
         trainer.save_model(str(tmp))  # gathers sharded (FSDP/ZeRO-3) weights; writes on the main process only
     trainer.accelerator.wait_for_everyone()
     if main:
-        cast_checkpoint(tmp, dtype)
         tokenizer.padding_side = "left"
         tokenizer.save_pretrained(tmp)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run dir keeps the config as YAML
@@ -83,24 +84,6 @@ def save_final(trainer, tokenizer, target: Path, dtype: torch.dtype) -> None:
         os.replace(tmp, target)
     trainer.accelerator.wait_for_everyone()
 
-
-def cast_checkpoint(path: Path, dtype: torch.dtype) -> None:
-    """Cast floating-point tensors of every safetensors shard to `dtype`, one shard in memory at a time.
-
-    Training keeps fp32 master weights; the checkpoint is stored in the run's dtype (half the size in bf16).
-    """
-    from safetensors.torch import load_file, save_file
-
-    for shard in sorted(path.glob("*.safetensors")):
-        tensors = load_file(shard)
-        if all(t.dtype == dtype or not t.is_floating_point() for t in tensors.values()):
-            continue
-        save_file({k: t.to(dtype) if t.is_floating_point() else t for k, t in tensors.items()}, shard,
-                  metadata={"format": "pt"})
-    config = path / "config.json"
-    data = json.loads(config.read_text())
-    data["dtype"] = str(dtype).removeprefix("torch.")
-    config.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def is_main_process() -> bool:
