@@ -74,6 +74,7 @@ class PromptGenConfig:
     min_words: int = 4
     max_words: int = 150
     max_rounds: int = 8  # rounds of generation before giving up on reaching num_prompts
+    model: str | None = None  # None = M_t writes the prompts; else a fixed writer (the paper: Llama-2-Chat 70B)
     banned_words: list[str] = field(
         default_factory=lambda: ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
                                  "map", "maps", "draw", "plot", "go to", "video", "audio", "diagram"])

@@ -97,8 +97,10 @@ def load_run_config(rd: RunDir) -> RunConfig:
 
 
 def _launch_accelerate(rd: RunDir, cfg: RunConfig, stage: Stage) -> None:
-    cmd = ["accelerate", "launch", "--config_file", cfg.accelerate_config, "-m", "selfreward", stage.name,
-           str(rd.root)] + ([] if stage.name == "sft" else ["--iteration", str(stage.iteration)])
+    # Through the interpreter running us, so it works without an activated virtualenv on PATH.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg.accelerate_config,
+           "-m", "selfreward", stage.name, str(rd.root)]
+    cmd += [] if stage.name == "sft" else ["--iteration", str(stage.iteration)]
     print("[launch] " + shlex.join(cmd), flush=True)
     if subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}).returncode != 0 or rd.marker(stage) is None:
         raise UserError(f"{stage} failed under accelerate launch (see the output above)")

@@ -13,8 +13,17 @@ _NEXT_ITEM = re.compile(r"\n\s*(?:\d+\s*[.)]|(?:task|instruction)\s*\d+\s*:)", r
 _LEAD = re.compile(r"^\s*(?:(?:new\s+)?(?:task|instruction|question)\s*\d*\s*[:.)-]\s*|\d+\s*[.)]\s*)", re.I)
 
 
+def _template() -> str:
+    return resources.files("selfreward.templates").joinpath("self_instruct.txt").read_text(encoding="utf-8")
+
+
+def request_lines() -> list[str]:
+    """The request's own sentences: a draft that copies them is an echo, not a task."""
+    return [line.strip() for line in _template().splitlines() if line.strip() and "{examples}" not in line]
+
+
 def few_shot_request(examples: list[str]) -> str:
-    template = resources.files("selfreward.templates").joinpath("self_instruct.txt").read_text(encoding="utf-8")
+    template = _template()
     listed = "\n".join(f"{i}. {' '.join(e.split())}" for i, e in enumerate(examples, 1))
     return template.replace("{examples}", listed)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from selfreward.backends import Generator, make_generator
-from selfreward.config import RunConfig
+from selfreward.config import ModelConfig, RunConfig
 from selfreward.models import resolve_dtype, resolve_model
+from selfreward.rundir import RunDir
 
 
 def open_generator(cfg: RunConfig, model_path: str) -> Generator:
@@ -14,3 +15,11 @@ def open_generator(cfg: RunConfig, model_path: str) -> Generator:
 
 def base_model(cfg: RunConfig) -> str:
     return resolve_model(cfg.model)
+
+
+def model_for(cfg: RunConfig, rd: RunDir, t: int, override: str | None) -> str:
+    """M_t, unless a stage names a model of its own (a fixed prompt writer, an external judge)."""
+    if override is None:
+        return str(rd.policy(t))
+    return resolve_model(ModelConfig(name=override, cache_dir=cfg.model.cache_dir,
+                                     trust_remote_code=cfg.model.trust_remote_code))

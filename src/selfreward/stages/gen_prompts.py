@@ -10,22 +10,22 @@ from selfreward.backends import Sampling
 from selfreward.config import RunConfig
 from selfreward.data import load_ift
 from selfreward.errors import UserError
-from selfreward.prompts import PromptFilter, clean, draw_examples, example_pool, few_shot_request
+from selfreward.prompts import PromptFilter, clean, draw_examples, example_pool, few_shot_request, request_lines
 from selfreward.records import write_jsonl
 from selfreward.rundir import RunDir
-from selfreward.stages import open_generator
+from selfreward.stages import model_for, open_generator
 
 
 def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     c = cfg.gen_prompts
     seeds = [r["prompt"] for r in load_ift(cfg.data.ift, cfg.data.max_ift, cfg.seed)]
     filt = PromptFilter(c.min_words, c.max_words, c.rouge_l_max, c.banned_words)
-    for s in seeds:
+    for s in seeds + request_lines():  # echoing the request back is not a new task
         filt.add_reference(s)
     pool = example_pool(seeds)
     rng = random.Random(f"{cfg.seed}-{t}")
     kept, rejected, reasons = [], [], Counter()
-    gen = open_generator(cfg, str(rd.policy(t)))
+    gen = open_generator(cfg, model_for(cfg, rd, t, c.model))
     try:
         for round_ in range(c.max_rounds):
             missing = c.num_prompts - len(kept)

@@ -6,20 +6,18 @@ import statistics
 from collections import Counter
 
 from selfreward.backends import Sampling
-from selfreward.config import ModelConfig, RunConfig
+from selfreward.config import RunConfig
 from selfreward.judge import aggregate, load_template, parse_score, render
-from selfreward.models import resolve_model
 from selfreward.records import read_jsonl, write_jsonl
 from selfreward.rundir import RunDir
-from selfreward.stages import open_generator
+from selfreward.stages import model_for, open_generator
 
 
 def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     c = cfg.judge
     template = load_template(c.template)
     candidates = read_jsonl(rd.artifact(t, "candidates.jsonl"))
-    judge_path = resolve_model(ModelConfig(name=c.model, cache_dir=cfg.model.cache_dir)) if c.model \
-        else str(rd.policy(t))
+    judge_path = model_for(cfg, rd, t, c.model)
     requests = [[{"role": "user", "content": render(template, x["prompt"], x["response"])}] for x in candidates]
     gen = open_generator(cfg, judge_path)
     try:

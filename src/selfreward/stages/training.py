@@ -82,6 +82,7 @@ def save_final(trainer, tokenizer, target: Path) -> None:
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run dir keeps the config as YAML
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # nothing in it: checkpoints are off
     trainer.accelerator.wait_for_everyone()
 
 
