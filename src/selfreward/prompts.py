@@ -10,6 +10,9 @@ from importlib import resources
 from rouge_score import rouge_scorer, tokenizers
 
 _NEXT_ITEM = re.compile(r"\n\s*(?:\d+\s*[.)]|(?:task|instruction)\s*\d+\s*:)", re.I)
+# A draft that opens like an assistant's reply is an answer to the request, not a new task.
+_REPLY = re.compile(r"^(sure\b|certainly\b|of course\b|here('s| is| are)\b|i('m| am) (ready|here|happy|sorry|an ai)"
+                    r"|i'd be happy|as an ai\b)", re.I)
 _LEAD = re.compile(r"^\s*(?:(?:new\s+)?(?:task|instruction|question)\s*\d*\s*[:.)-]\s*|\d+\s*[.)]\s*)", re.I)
 
 
@@ -55,7 +58,8 @@ def normalize(text: str) -> str:
 
 @dataclass
 class PromptFilter:
-    """Keeps a prompt unless it is empty, too short/long, banned, a duplicate, or ROUGE-L-similar to one kept."""
+    """Keeps a prompt unless it is empty, too short/long, banned, reads as a reply, a duplicate, or ROUGE-L-similar
+    to one kept."""
 
     min_words: int
     max_words: int
@@ -84,6 +88,8 @@ class PromptFilter:
             return "too long"
         if self._banned and self._banned.search(text):
             return "banned word"
+        if _REPLY.match(text):
+            return "reads as a reply"
         if normalize(text) in self._seen:
             return "duplicate"
         tokens = self._tokenizer.tokenize(text)

@@ -140,3 +140,19 @@ def test_limit_on_user_eft(tmp_path):
     got = load_eft(spec, "eft_train", limit=7, seed=0)
     assert got == load_eft(spec, "eft_train", limit=7, seed=0)
     assert len(got) == 7 and all(r in rows for r in got)
+
+
+def test_hf_dataset_spec_loads_a_local_dataset_folder(tmp_path):
+    """`hf:NAME[:SPLIT]` goes through datasets.load_dataset; a local folder of JSONL files works offline."""
+    folder = tmp_path / "my_ift"
+    folder.mkdir()
+    rows = [{"prompt": f"Question {i}?", "response": f"Answer {i}.", "source": "mine"} for i in range(3)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_ift(f"hf:{folder}:train")
+    assert [(r["prompt"], r["response"]) for r in loaded] == [(r["prompt"], r["response"]) for r in rows]
+
+
+def test_hf_dataset_spec_that_cannot_load_is_a_user_error(tmp_path):
+    with pytest.raises(UserError) as e:
+        load_ift(f"hf:{tmp_path / 'missing'}")
+    assert str(e.value).startswith(f"could not load Hugging Face dataset '{tmp_path / 'missing'}' split 'train'")

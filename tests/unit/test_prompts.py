@@ -83,6 +83,20 @@ def test_reason_banned_word():
     assert f.reason("Tell me where to go to lunch") == "banned word"
 
 
+@pytest.mark.parametrize("text", [
+    "I'm ready to help with your request.", "I am an AI assistant built for you.", "Sure, here is a poem",
+    "Here's a rewritten version of the text:", "As an AI, I cannot browse the web.", "I'd be happy to help you",
+])
+def test_reason_reads_as_a_reply(text):
+    assert make_filter().reason(text) == "reads as a reply"
+
+
+@pytest.mark.parametrize("text", ["Here comes the sun: who wrote it?", "Is it sure that Pluto is a planet?",
+                                  "I'm planning a trip to Rome, what should I see?"])
+def test_requests_that_merely_start_alike_are_kept(text):
+    assert make_filter().reason(text) is None
+
+
 def test_banned_word_matches_whole_words_only():
     assert make_filter().reason("Describe the imagery of the poem") is None
 
