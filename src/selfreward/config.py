@@ -158,6 +158,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise UserError(f"{path}: expected a mapping of config sections at the top level")
     for item in overrides:
         _apply_override(data, item)
+    if overrides and path is not None:
+        source += " with its command-line overrides"
     return from_dict(data, source)
 
 
