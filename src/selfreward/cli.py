@@ -95,15 +95,21 @@ def _status(ns) -> int:
     return 0
 
 
-def _recipe_path(name: str) -> Path:
+def _path_or_shipped(name: str, shipped_name: str) -> Path | None:
+    """A file given by path, else one shipped beside the recipes, else None."""
     path = Path(name).expanduser()
     if path.is_file():
-        return path
-    shipped = resources.files("selfreward.recipes").joinpath(f"{name.removesuffix('.yaml')}.yaml")
-    if shipped.is_file():
-        return Path(str(shipped))
-    raise UserError(f"config file not found: {name} (a path, or a shipped recipe: "
-                    f"{', '.join(sorted(_shipped_recipes()))})")
+        return path.resolve()
+    shipped = resources.files("selfreward.recipes").joinpath(shipped_name)
+    return Path(str(shipped)) if shipped.is_file() else None
+
+
+def _recipe_path(name: str) -> Path:
+    path = _path_or_shipped(name, f"{name.removesuffix('.yaml')}.yaml")
+    if path is None:
+        raise UserError(f"config file not found: {name} (a path, or a shipped recipe: "
+                        f"{', '.join(sorted(_shipped_recipes()))})")
+    return path
 
 
 def _shipped_recipes() -> list[str]:
@@ -126,13 +132,10 @@ def _check_inputs(cfg) -> None:
 
 
 def _accelerate_config_path(name: str) -> str:
-    path = Path(name).expanduser()
-    if path.is_file():
-        return str(path.resolve())
-    shipped = resources.files("selfreward.recipes").joinpath(name)
-    if shipped.is_file():
-        return str(shipped)
-    raise UserError(f"accelerate config not found: {name} (accelerate_config)")
+    path = _path_or_shipped(name, name)
+    if path is None:
+        raise UserError(f"accelerate config not found: {name} (accelerate_config)")
+    return str(path)
 
 
 COMMANDS = {"run": _run, "status": _status}

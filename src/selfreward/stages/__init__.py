@@ -13,10 +13,6 @@ def open_generator(cfg: RunConfig, model_path: str) -> Generator:
                           batch_size=cfg.generation.batch_size, trust_remote_code=cfg.model.trust_remote_code)
 
 
-def base_model(cfg: RunConfig) -> str:
-    return resolve_model(cfg.model)
-
-
 def model_for(cfg: RunConfig, rd: RunDir, t: int, override: str | None) -> str:
     """M_t, unless a stage names a model of its own (a fixed prompt writer, an external judge)."""
     if override is None:

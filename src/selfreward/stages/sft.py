@@ -7,8 +7,8 @@ import time
 from selfreward.config import RunConfig
 from selfreward.data import load_eft, load_ift
 from selfreward.judge import load_template, render
+from selfreward.models import resolve_model
 from selfreward.rundir import RunDir
-from selfreward.stages import base_model
 from selfreward.stages.training import (load_trainable, peft_config, save_final, token_length, trainer_kwargs,
                                         training_tokenizer)
 
@@ -36,7 +36,7 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
 
 def run(rd: RunDir, cfg: RunConfig, t: int = 0) -> dict:
     start = time.time()
-    model_path = base_model(cfg)
+    model_path = resolve_model(cfg.model)
     tokenizer = training_tokenizer(model_path, cfg)
     rows = examples(cfg)
     # An over-long example would be cut at max_length and lose its target (the score line): drop it instead.
