@@ -32,7 +32,7 @@ class DataConfig:
     eft_train: str = "builtin"
     eft_eval: str = "builtin"
     max_ift: int | None = None  # keep the first N rows (a fixed seeded shuffle first); None = all
-    max_eft: int | None = None
+    max_eft: int | None = None  # 0 = IFT only: the paper's "SFT baseline"
 
 
 @dataclass
@@ -91,11 +91,19 @@ class SampleConfig:
 @dataclass
 class JudgeConfig:
     template: str = "builtin"  # builtin | path to a text file with {instruction} and {response}
-    k: int = 3
+    mode: str = "sample"  # sample: mean of k sampled judgments (paper) | expected: E[score] from digit probabilities
+    k: int = 3  # judgments per response in sample mode; expected mode writes one greedy judgment
     temperature: float = 0.7
     top_p: float = 0.9
     max_new_tokens: int = 256
     model: str | None = None  # None = the model being trained judges itself (the method); else an id or path
+
+
+@dataclass
+class JudgeEvalConfig:
+    # Each model's judge (M0 = base, M1, ...) is scored against the human rankings of data.eft_eval, in
+    # judge.mode. Prompts to use: None = all, 0 = no judge evaluation.
+    max_prompts: int | None = None
 
 
 @dataclass
@@ -123,6 +131,7 @@ class RunConfig:
     gen_prompts: PromptGenConfig = field(default_factory=PromptGenConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    judge_eval: JudgeEvalConfig = field(default_factory=JudgeEvalConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     iterations: int = 2
     seed: int = 0
@@ -132,10 +141,11 @@ class RunConfig:
         return asdict(self)
 
 
-_POSITIVE = {"max_ift", "max_eft", "batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
+_POSITIVE = {"max_ift", "batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
              "max_rounds", "r", "alpha", "iterations"}
 _CHOICES = {
     "model.dtype": {"auto", "bfloat16", "float16", "float32"},
+    "judge.mode": {"sample", "expected"},
     "sft.mixed_precision": {"auto", "bf16", "fp32"},
     "dpo.mixed_precision": {"auto", "bf16", "fp32"},
 }
@@ -248,6 +258,10 @@ def _check_values(cfg: RunConfig, source: str) -> None:
     if cfg.sample.temperature == 0:
         raise UserError(f"{source}: 'sample.temperature' is 0: the {cfg.sample.n} responses per prompt would be "
                         "identical and every pair a tie; use a temperature above 0 (paper: 0.7)")
+    if cfg.judge_eval.max_prompts is not None and cfg.judge_eval.max_prompts < 0:
+        raise UserError(f"{source}: 'judge_eval.max_prompts' must be 0 (off) or more, got {cfg.judge_eval.max_prompts}")
+    if cfg.data.max_eft is not None and cfg.data.max_eft < 0:
+        raise UserError(f"{source}: 'data.max_eft' must be 0 (IFT only) or more, got {cfg.data.max_eft}")
     if cfg.iterations < 1:
         raise UserError(f"{source}: 'iterations' must be at least 1")
     if cfg.gen_prompts.min_words > cfg.gen_prompts.max_words:

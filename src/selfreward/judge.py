@@ -2,6 +2,11 @@
 
 The parser returns None for anything it cannot read. It never falls back to a number: an unparseable judgment
 that became 0 would turn into a "rejected" answer and teach the model something false.
+
+The texts put into the template are untrusted: a response may carry chat-template tokens, fake role headers or
+the template's own delimiters. `render` neutralises them (a space after their first character), so the judge
+prompt keeps one structure whatever the response says; the backends also neutralise their tokenizer's special
+tokens in every message. Only the judge's own output is ever parsed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,13 @@ from selfreward.errors import UserError
 
 MAX_SCORE = 5
 _PLACEHOLDER = re.compile(r"\{(instruction|response)\}")
+# Structure markers of common chat formats: <|im_start|>, <|eot_id|>, [INST], <<SYS>>, <s>, <start_of_turn>...
+_MARKERS = re.compile(r"<\|[^<>|\s]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<\|?(?:endoftext|eos|bos)\|?>",
+                      re.IGNORECASE)
+# A line that opens like a turn of a plain-text chat format ("Assistant:", "### User:").
+_ROLE_LINE = re.compile(r"^([ \t]*(?:#{1,6}[ \t]*)?)(system|user|assistant|human|gpt|model|instruction|response)([ \t]*:)",
+                        re.IGNORECASE | re.MULTILINE)
+_TAG = re.compile(r"</?[A-Za-z][\w-]*>")
 # "Score: 4", "score:4", "**Score:** 4.5", "Score: 4/5", "Score: 4 out of 5"
 _SCORE = re.compile(
     r"\bscore[\s*_]*[:：][\s*_]*(-?\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?",
@@ -38,8 +50,24 @@ def load_template(spec: str) -> str:
 
 def render(template: str, instruction: str, response: str) -> str:
     """One pass, so braces or placeholder names inside the texts are never substituted again."""
-    values = {"instruction": instruction.strip(), "response": response.strip()}
+    tags = set(_TAG.findall(template))
+    values = {"instruction": neutralize(instruction.strip(), tags), "response": neutralize(response.strip(), tags)}
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def defang(marker: str) -> str:
+    """A marker that no tokenizer or reader takes as structure any more, still readable as text."""
+    return marker[0] + " " + marker[1:]
+
+
+def neutralize(text: str, markers: set[str] | frozenset[str] = frozenset()) -> str:
+    """`text` with chat-format tokens, role-header lines and the given exact markers (e.g. the template's
+    delimiter tags, a tokenizer's special tokens) made inert."""
+    for marker in sorted(markers, key=len, reverse=True):
+        if len(marker) > 1:
+            text = text.replace(marker, defang(marker))
+    text = _MARKERS.sub(lambda m: defang(m.group(0)), text)
+    return _ROLE_LINE.sub(lambda m: f"{m.group(1)}> {m.group(2)}{m.group(3)}", text)
 
 
 def parse_score(text: str) -> float | None:

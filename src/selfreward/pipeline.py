@@ -19,23 +19,21 @@ import yaml
 from selfreward.config import RunConfig, from_dict
 from selfreward.errors import UserError
 from selfreward.records import write_json
-from selfreward.rundir import RunDir, Stage, plan, require_done
+from selfreward.rundir import RunDir, Stage, plan, previous, require_done
 
 MODULES = {"sft": "sft", "gen-prompts": "gen_prompts", "sample": "sample", "judge": "judge", "pairs": "pairs",
-           "dpo": "dpo"}
+           "dpo": "dpo", "eval-judge": "eval_judge"}
 TRAINING = {"sft", "dpo"}
 _LAUNCHED = "SELFREWARD_UNDER_ACCELERATE"
 
 
-def previous_stage(stage: Stage) -> Stage | None:
-    stages = plan(max(stage.iteration, 1))
-    i = stages.index(stage)
-    return stages[i - 1] if i else None
+def run_plan(cfg: RunConfig) -> list[Stage]:
+    return plan(cfg.iterations, judge_eval=cfg.judge_eval.max_prompts != 0)
 
 
 def execute(rd: RunDir, cfg: RunConfig, stage: Stage) -> dict:
     """Run one stage now (even if it finished before) and mark it done; returns its stats."""
-    prev = previous_stage(stage)
+    prev = previous(stage)
     if prev is not None:
         require_done(rd, prev)
     rd.clear(stage)
@@ -52,27 +50,23 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage) -> dict:
 
 def check_changes(rd: RunDir, cfg: RunConfig, redo: bool) -> None:
     """Refuse a changed setting that a finished stage depends on, before anything is touched."""
-    prev = None
-    for stage in plan(cfg.iterations):
-        state = rd.state(stage, cfg, prev)
+    for stage in run_plan(cfg):
+        state = rd.state(stage, cfg, previous(stage))
         if state.startswith("changed") and not redo:
             raise UserError(f"{stage} already finished with other settings ({state[len('changed: '):]}); "
                             "add --redo to recompute it and every stage after it, or use another --run-dir")
-        prev = stage
 
 
 def run_all(rd: RunDir, cfg: RunConfig) -> None:
     """Run every stage that is not done, in order; `check_changes` must have passed."""
-    prev = None
-    for stage in plan(cfg.iterations):
-        state = rd.state(stage, cfg, prev)
+    for stage in run_plan(cfg):
+        state = rd.state(stage, cfg, previous(stage))
         if state == "done":
             print(f"[skip] {stage}: done", flush=True)
         else:
             print(f"[run ] {stage}" + (f" ({state})" if state != "todo" else ""), flush=True)
             stats = execute(rd, cfg, stage)
             print(f"[done] {stage} in {stats.get('wall_seconds', 0):.0f}s: {_brief(stats)}", flush=True)
-        prev = stage
 
 
 def prepare(rd: RunDir, cfg: RunConfig, argv: list[str]) -> None:

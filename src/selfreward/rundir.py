@@ -27,22 +27,41 @@ STAGE_DEPS = {
     "judge": _MODEL + ["judge", "seed"],
     "pairs": [],
     "dpo": _MODEL + ["dpo", "seed"],
+    "eval-judge": _MODEL + ["data.eft_eval", "judge", "judge_eval", "seed"],
 }
 ITER_STAGES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]
+EVAL_JUDGE = "eval-judge"
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    iteration: int  # 0 for sft
+    iteration: int  # 0 for sft; for eval-judge, t of the model M_t it evaluates (M0 = the base model)
 
     def __str__(self) -> str:
+        if self.name == EVAL_JUDGE:
+            return f"{self.name} (M{self.iteration})"
         return self.name if self.name == "sft" else f"{self.name} (iteration {self.iteration})"
 
 
-def plan(iterations: int) -> list[Stage]:
-    """Every stage of a run, in order."""
-    return [Stage("sft", 0)] + [Stage(s, t) for t in range(1, iterations + 1) for s in ITER_STAGES]
+def plan(iterations: int, judge_eval: bool = False) -> list[Stage]:
+    """Every stage of a run, in order; with judge_eval, each model's judge is evaluated once it exists."""
+    evals = (lambda t: [Stage(EVAL_JUDGE, t)]) if judge_eval else (lambda t: [])
+    stages = [Stage("sft", 0)] + evals(0) + evals(1)
+    for t in range(1, iterations + 1):
+        stages += [Stage(s, t) for s in ITER_STAGES] + evals(t + 1)
+    return stages
+
+
+def previous(stage: Stage) -> Stage | None:
+    """The stage whose output this one reads. Judge evaluations hang off the chain: redoing one never
+    invalidates the loop, and each is redone when the model it evaluates is."""
+    t = stage.iteration
+    if stage.name == "sft" or stage.name == EVAL_JUDGE and t == 0:
+        return None
+    if stage.name in ("gen-prompts", EVAL_JUDGE):
+        return Stage("sft", 0) if t == 1 else Stage("dpo", t - 1)
+    return Stage(ITER_STAGES[ITER_STAGES.index(stage.name) - 1], t)
 
 
 def stage_config(cfg: RunConfig, stage: str) -> dict[str, Any]:
@@ -59,6 +78,10 @@ class RunDir:
     def stage_dir(self, iteration: int) -> Path:
         return self.root / ("sft" if iteration == 0 else f"iter{iteration}")
 
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
     def artifact(self, iteration: int, name: str) -> Path:
         return self.stage_dir(iteration) / name
 
@@ -72,6 +95,8 @@ class RunDir:
 
     # markers ------------------------------------------------------------------------------------------
     def _marker(self, stage: Stage) -> Path:
+        if stage.name == EVAL_JUDGE:
+            return self.eval_dir / f"judge-M{stage.iteration}.done.json"
         return self.stage_dir(stage.iteration) / f"{stage.name}.done.json"
 
     def marker(self, stage: Stage) -> dict[str, Any] | None:

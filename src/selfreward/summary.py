@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from selfreward.records import write_json
-from selfreward.rundir import ITER_STAGES, RunDir, Stage
+from selfreward.rundir import EVAL_JUDGE, ITER_STAGES, RunDir, Stage
 
 COLUMNS = [
     ("iter", "iteration"), ("prompts", "prompts_kept"), ("cands", "candidates"),
-    ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"), ("pairs", "pairs"),
-    ("chosen len", "mean_chosen_chars"), ("rejected len", "mean_rejected_chars"), ("wall s", "wall_seconds"),
+    ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"), ("scores 0/1/2/3/4/5", "score_histogram"),
+    ("pairs", "pairs"), ("chosen len", "mean_chosen_chars"), ("rejected len", "mean_rejected_chars"),
+    ("wall s", "wall_seconds"),
+]
+JUDGE_COLUMNS = [
+    ("judge", "model"), ("mode", "mode"), ("pairs", "pairs"), ("pairwise acc", "pairwise_accuracy"),
+    ("shorter-preferred acc", "shorter_preferred_accuracy"), ("length corr", "length_correlation"),
+    ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"),
+    ("length heuristic acc", "length_baseline_accuracy"),
 ]
 
 
@@ -29,18 +36,26 @@ def iteration_rows(rd: RunDir, iterations: int) -> list[dict[str, Any]]:
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    cells = [[h for h, _ in COLUMNS]]
+def judge_rows(rd: RunDir, iterations: int) -> list[dict[str, Any]]:
+    """Judge agreement of M0 (base), M1, ... as far as evaluated."""
+    markers = [rd.marker(Stage(EVAL_JUDGE, t)) for t in range(iterations + 2)]
+    return [m["stats"] for m in markers if m is not None]
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] = COLUMNS) -> str:
+    cells = [[h for h, _ in columns]]
     for row in rows:
-        cells.append([_fmt(key, row.get(key)) for _, key in COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+        cells.append([_fmt(key, row.get(key)) for _, key in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
 
 
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "parse_failure_rate":
+    if key == "score_histogram":
+        return "/".join(str(value.get(str(s), 0)) for s in range(6))
+    if key in ("parse_failure_rate", "pairwise_accuracy", "shorter_preferred_accuracy", "length_baseline_accuracy"):
         return f"{100 * value:.1f}%"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -48,9 +63,14 @@ def _fmt(key: str, value: Any) -> str:
 def write_summary(rd: RunDir, iterations: int) -> str:
     sft = rd.marker(Stage("sft", 0))
     rows = iteration_rows(rd, iterations)
-    write_json(rd.root / "summary.json", {"sft": sft["stats"] if sft else None, "iterations": rows})
+    judges = judge_rows(rd, iterations)
+    write_json(rd.root / "summary.json", {"sft": sft["stats"] if sft else None, "iterations": rows,
+                                          "judge_agreement": judges})
     head = f"SFT: {_brief_sft(sft['stats'])}\n" if sft else "SFT: not done\n"
     text = head + table(rows)
+    if judges:
+        text += ("\n\nJudge agreement with human rankings (data.eft_eval), beside the length heuristic:\n"
+                 + table(judges, JUDGE_COLUMNS))
     (rd.root / "summary.txt").write_text(text + "\n")
     return text
 

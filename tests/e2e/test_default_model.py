@@ -19,6 +19,7 @@ TOY = [
     "data.max_ift=8", "data.max_eft=24", "sft.max_length=640", "sft.learning_rate=1e-4",
     "gen_prompts.num_prompts=4", "gen_prompts.max_new_tokens=48",
     "sample.max_new_tokens=48", "judge.max_new_tokens=64", "dpo.max_length=512", "iterations=1",
+    "judge_eval.max_prompts=2",
 ]
 
 
@@ -57,3 +58,25 @@ def test_default_model_full_loop(tmp_path: Path, model_cache: Path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"][0]["pairs"] == len(pairs)
     assert summary["iterations"][0]["candidates"] == len(candidates)
+    assert [j["model"] for j in summary["judge_agreement"]] == ["M0", "M1", "M2"]
+    for t in range(3):
+        result = json.loads((run_dir / f"eval/judge-M{t}.json").read_text())
+        assert result["judge"]["pairs"] == result["length"]["pairs"] > 0
+        assert result["length"]["pairwise_accuracy"] is not None
+
+
+def test_default_model_expected_scoring(tmp_path: Path, model_cache: Path):
+    """The real tokenizer and model through expected mode: digits after "Score: " carry real probability."""
+    env = {**os.environ, "SELFREWARD_CACHE": str(model_cache)}
+    out = subprocess.run(SELFREWARD + ["eval-judge", "--model", "default", "--mode", "expected", "--max-prompts", "2",
+                                       "--out", str(tmp_path), "judge.max_new_tokens=48"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "length heuristic" in out.stdout
+    rows = read(tmp_path / "eft_eval.expected.judgments.jsonl")
+    assert rows and all(r["mode"] == "expected" for r in rows)
+    for r in rows:
+        assert 0 < r["digit_mass"] <= 1.0001
+        if r["score"] is not None:
+            assert 0 <= r["score"] <= 5 and abs(sum(r["digit_probs"]) - 1) < 1e-6
+    assert any(r["score"] is not None for r in rows)

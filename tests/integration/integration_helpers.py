@@ -34,6 +34,7 @@ FAST = [
     "judge.temperature=0.7",
     "judge.top_p=0.9",
     "judge.max_new_tokens=12",
+    "judge_eval.max_prompts=2",  # eval-judge of M0..M3 on 2 prompts (7 responses) of the builtin eft_eval
     "sft.max_length=768",
     "sft.mixed_precision=fp32",
     "dpo.max_length=256",
@@ -71,11 +72,13 @@ class FakeJudge:
     """Stands in for the judge's generator: a random model never writes "Score: N".
 
     Judgment j of request i reads "Looks fine. Score: (i+j) % 6", so the k judgments of a candidate differ and the
-    candidates of one prompt get different mean scores (pairs exist, deterministically).
+    candidates of one prompt get different mean scores (pairs exist, deterministically). `stage` names the stage
+    that opened it: "judge", "eval-judge" or "build-eft"; all three judge through the same generate() call.
     """
 
-    def __init__(self, model_path: str):
+    def __init__(self, model_path: str, stage: str = "judge"):
         self.model_path = model_path
+        self.stage = stage
         self.generate_calls: list[dict] = []
         self.closed = False
 
@@ -88,23 +91,36 @@ class FakeJudge:
         self.closed = True
 
 
+JUDGING_STAGES = {"judge": "selfreward.stages.judge", "eval-judge": "selfreward.stages.eval_judge",
+                  "build-eft": "selfreward.stages.build_eft"}
+
+
 @contextlib.contextmanager
 def fake_judge():
-    """Patch the judge stage's generator; yields the list of FakeJudge objects it opened, in order."""
-    import selfreward.stages.judge as judge_stage
+    """Patch the generator of every stage that judges (judge, eval-judge, build-eft); yields the list of FakeJudge
+    objects opened, in order (filter on .stage)."""
+    import importlib
 
     opened: list[FakeJudge] = []
 
-    def open_fake(cfg, model_path):
-        opened.append(FakeJudge(model_path))
-        return opened[-1]
+    def opener(stage):
+        def open_fake(cfg, model_path):
+            opened.append(FakeJudge(model_path, stage))
+            return opened[-1]
+        return open_fake
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(judge_stage, "open_generator", open_fake)
+    for stage, module in JUDGING_STAGES.items():
+        mp.setattr(importlib.import_module(module), "open_generator", opener(stage))
     try:
         yield opened
     finally:
         mp.undo()
+
+
+def fake_scores(n: int, k: int = 3) -> list[float]:
+    """The mean FakeJudge score of each of n requests judged in one call, k judgments each."""
+    return [sum((i + j) % 6 for j in range(k)) / k for i in range(n)]
 
 
 # --- run helpers ---------------------------------------------------------------------------------------------------
@@ -127,7 +143,7 @@ def run_cfg(run_dir: Path, *extra: str):
 
 
 def tokens(run_dir: Path) -> dict[str, str]:
-    """{'sft': token, 'iter1/sample': token, ...} for every done-marker in a run directory."""
+    """{'sft/sft': token, 'iter1/sample': token, 'eval/judge-M0': token, ...} for every done-marker in a run."""
     out = {}
     for path in sorted(Path(run_dir).glob("*/*.done.json")):
         out[f"{path.parent.name}/{path.name.removesuffix('.done.json')}"] = json.loads(path.read_text())["token"]
@@ -135,4 +151,10 @@ def tokens(run_dir: Path) -> dict[str, str]:
 
 
 def all_stage_keys(iterations: int) -> list[str]:
+    """The loop's markers, in chain order (each stage reads the one before)."""
     return ["sft/sft"] + [f"iter{t}/{s}" for t in range(1, iterations + 1) for s in STAGE_NAMES]
+
+
+def eval_keys(iterations: int) -> list[str]:
+    """The eval-judge markers: M0 (the base model) to M_{T+1}."""
+    return [f"eval/judge-M{t}" for t in range(iterations + 2)]

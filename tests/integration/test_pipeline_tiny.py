@@ -2,7 +2,8 @@
 
 The run itself is the session fixture `finished_run` (conftest.py): `selfreward run --config tiny-cpu ...` called
 in-process, so the judge's generator can be replaced by a fake that writes "Score: N" lines; a random model never
-does, and without scores there are no pairs to train on.
+does, and without scores there are no pairs to train on. The same fake answers the eval-judge stages, which score
+M0 (the base model), M1 (SFT), M2 and M3 (after each DPO) against 2 human-ranked prompts of the builtin eft_eval.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from integration_helpers import STAGE_NAMES, all_stage_keys, tokens
+from integration_helpers import STAGE_NAMES, all_stage_keys, eval_keys, fake_scores, tokens
 
 N, K, PROMPTS = 4, 3, 3  # sample.n and judge.k of tiny-cpu.yaml; gen_prompts.num_prompts of FAST
+EVAL_PROMPTS = 2  # judge_eval.max_prompts of FAST
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -42,7 +44,12 @@ def test_every_artifact_and_marker_exists(run):
         assert (run / f"iter{t}" / "model" / "model.safetensors").is_file()
     for name in ("config.yaml", "manifest.json", "summary.json", "summary.txt"):
         assert (run / name).is_file()
-    assert sorted(tokens(run)) == sorted(all_stage_keys(2))
+    for t in range(4):  # M0 = base, M1 = SFT, M2 and M3 after each DPO
+        for name in (f"judge-M{t}.done.json", f"judge-M{t}.json", f"judge-M{t}.judgments.jsonl"):
+            assert (run / "eval" / name).is_file(), f"eval/{name}"
+    assert sorted(p.name for p in (run / "eval").iterdir()) == sorted(
+        f"judge-M{t}.{ext}" for t in range(4) for ext in ("done.json", "json", "judgments.jsonl"))
+    assert sorted(tokens(run)) == sorted(all_stage_keys(2) + eval_keys(2))
     # atomic writes leave no temporary file behind
     assert [p for p in run.rglob("*") if p.name.endswith(".tmp")] == []
 
@@ -88,7 +95,7 @@ def test_prompts_and_candidates(run):
 def test_judge_requests_and_raw_judgments(run, finished_run):
     from selfreward.judge import load_template, render
 
-    judges = finished_run["judges"]
+    judges = [j for j in finished_run["judges"] if j.stage == "judge"]
     # per iteration, the generator is opened on M_t, called once with every candidate, and closed
     assert [j.model_path for j in judges] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
     assert all(j.closed and len(j.generate_calls) == 1 for j in judges)
@@ -139,9 +146,120 @@ def test_stats_and_summary(run):
         assert (row["prompts_kept"], row["candidates"], row["judgments"], row["pairs"]) == (PROMPTS, 12, 36, 3)
         assert row["parse_failure_rate"] == 0.0 and row["unscored_candidates"] == 0
         assert row["mean_score"] == 2.5
-        assert row["score_histogram"] == {str(s): 6 for s in range(6)}
+        # per candidate, of its mean score (rounded): means 1 2 3 4 3 2 1 2 3 4 3 2
+        assert row["score_histogram"] == {"1": 2, "2": 4, "3": 4, "4": 2}
         assert (row["pairs_used"], row["dropped_too_long"], row["steps"]) == (3, 0, 1)  # dpo.batch_size=4
         assert row["train_loss"] == pytest.approx(0.6931, abs=1e-3)  # one step from policy == reference
+    iteration_table = (run / "summary.txt").read_text().split("\n\n")[0].splitlines()
+    assert "scores 0/1/2/3/4/5" in iteration_table[1]
+    assert all("0/2/4/4/2/0" in line.split() for line in iteration_table[2:4])
+
+
+# The 2 eft_eval prompts that judge_eval.max_prompts=2 picks with seed 0, and what the fake judge makes of them.
+# Responses in order: (human value, length in characters); the fake judge's mean scores by position 0..6 are
+# 1, 2, 3, 4, 3, 2, 1 (see FakeJudge).
+EVAL_GROUPS = [
+    [(11 / 12, 548), (2 / 3, 449), (2 / 3, 1366), (1 / 6, 1046)],  # judge 1 2 3 4: reversed, 5 pairs disagree
+    [(0.875, 444), (0.8125, 2322), (0.0, 5)],                       # judge 3 2 1: 3 pairs agree
+]
+# By hand: 8 human-ordered pairs (one human tie), 3 agree -> 3/8. Shorter-preferred pairs: 548<1366, 548<1046,
+# 449<1046 (disagree), 444<2322 (agree) -> 1/4. Length heuristic: 2 of 5 and 2 of 3 -> 4/8. Spearman of the 7
+# scores against the lengths: 0.34876. Mean score 16/7.
+EVAL_STATS = {"mode": "sample", "prompts": 2, "pairs": 8, "pairwise_accuracy": 0.375,
+              "shorter_preferred_accuracy": 0.25, "length_correlation": 0.3488, "parse_failure_rate": 0.0,
+              "mean_score": 2.2857, "length_baseline_accuracy": 0.5}
+
+
+def eval_items():
+    from selfreward.data.judge_sets import load_judge_set
+    from selfreward.judge_eval import limit_groups
+
+    groups = limit_groups(load_judge_set("builtin")[0], EVAL_PROMPTS, 0)
+    assert [[(r["human"], len(r["text"])) for r in g["responses"]] for g in groups] == \
+        [[(pytest.approx(h), n) for h, n in g] for g in EVAL_GROUPS], "the builtin eft_eval changed"
+    return groups
+
+
+def test_eval_judge_markers_hang_off_the_chain(run):
+    from selfreward.rundir import EVAL_JUDGE, RunDir, Stage
+
+    rd = RunDir(run)
+    after = [None, rd.marker(Stage("sft", 0))["token"], rd.marker(Stage("dpo", 1))["token"],
+             rd.marker(Stage("dpo", 2))["token"]]
+    for t in range(4):
+        marker = json.loads((run / "eval" / f"judge-M{t}.done.json").read_text())
+        assert (marker["stage"], marker["iteration"], marker["after"]) == (EVAL_JUDGE, t, after[t])
+        assert marker["config"]["judge_eval.max_prompts"] == EVAL_PROMPTS and marker["config"]["judge.k"] == K
+        assert marker["config"]["data.eft_eval"] == "builtin"
+        assert marker["stats"]["model"] == f"M{t}"
+        assert {k: v for k, v in marker["stats"].items() if k not in ("model", "wall_seconds")} == EVAL_STATS
+
+
+def test_fake_judge_answers_the_eval_judge_requests(run, finished_run, tiny_model_dir):
+    from selfreward.judge import load_template
+    from selfreward.scoring import requests_for
+
+    judges = finished_run["judges"]
+    # in plan order: eval M0, eval M1, judge 1, eval M2, judge 2, eval M3; nothing else was opened
+    assert [j.stage for j in judges] == ["eval-judge", "eval-judge", "judge", "eval-judge", "judge", "eval-judge"]
+    evals = [j for j in judges if j.stage == "eval-judge"]
+    models = [str(tiny_model_dir), str(run / "sft" / "model"), str(run / "iter1" / "model"),
+              str(run / "iter2" / "model")]
+    assert [j.model_path for j in evals] == models
+    groups = eval_items()
+    items = [(g["prompt"], r["text"]) for g in groups for r in g["responses"]]
+    assert len(items) == 7
+    for t, judge in enumerate(evals):
+        assert judge.closed
+        (call,) = judge.generate_calls
+        assert call["requests"] == requests_for(load_template("builtin"), items)
+        s = call["sampling"]
+        assert (s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed) == (K, 0.7, 0.9, 12, 0)
+        assert call["desc"] == f"eval-judge M{t}"
+
+        rows = read_jsonl(run / "eval" / f"judge-M{t}.judgments.jsonl")
+        assert len(rows) == 7
+        responses = [(g["id"], r) for g in groups for r in g["responses"]]
+        for i, (row, (gid, r)) in enumerate(zip(rows, responses)):
+            assert (row["group_id"], row["response_id"], row["human"], row["chars"]) == \
+                (gid, r["id"], r["human"], len(r["text"]))
+            assert row["mode"] == "sample"
+            assert row["raw"] == [f"Looks fine. Score: {fake_score(i, k)}" for k in range(K)]
+            assert row["score"] == pytest.approx(fake_scores(7)[i])
+        assert [row["score"] for row in rows] == pytest.approx([1, 2, 3, 4, 3, 2, 1])
+
+        result = json.loads((run / "eval" / f"judge-M{t}.json").read_text())
+        assert (result["model"], result["path"], result["mode"]) == (f"M{t}", models[t], "sample")
+        j = result["judge"]
+        assert (j["groups"], j["pairs"], j["agree"], j["tie"], j["disagree"]) == (2, 8, 3, 0, 5)
+        assert j["pairwise_accuracy"] == 0.375 and j["shorter_preferred_pairs"] == 4
+        assert j["shorter_preferred_accuracy"] == 0.25
+        assert j["length_correlation"] == pytest.approx(0.348756, abs=1e-6)
+        assert (j["responses"], j["parse_failures"], j["parse_failure_rate"]) == (7, 0, 0.0)
+        assert j["mean_score"] == pytest.approx(16 / 7)
+        assert j["score_histogram"] == {"1": 2, "2": 2, "3": 2, "4": 1}
+        assert result["length"]["pairwise_accuracy"] == 0.5
+        assert 0.3 < result["random"]["pairwise_accuracy"] < 0.7
+
+
+def test_summary_has_the_judge_agreement_table(run):
+    summary = json.loads((run / "summary.json").read_text())
+    rows = summary["judge_agreement"]
+    assert [r["model"] for r in rows] == ["M0", "M1", "M2", "M3"]
+    for r in rows:
+        assert {k: v for k, v in r.items() if k not in ("model", "wall_seconds")} == EVAL_STATS
+        assert isinstance(r["pairwise_accuracy"], float) and isinstance(r["length_baseline_accuracy"], float)
+    text = (run / "summary.txt").read_text()
+    head, _, judge_table = text.partition("\n\nJudge agreement with human rankings (data.eft_eval), beside the "
+                                          "length heuristic:\n")
+    assert judge_table, text
+    lines = judge_table.rstrip("\n").splitlines()
+    assert len(lines) == 5
+    assert "pairwise acc" in lines[0] and "length heuristic acc" in lines[0] and "shorter-preferred acc" in lines[0]
+    for t, line in enumerate(lines[1:]):
+        assert line.split() == [f"M{t}", "sample", "8", "37.5%", "25.0%", "0.3488", "0.0%", "2.2857", "50.0%"]
+    # the iteration table above it is unchanged: SFT line, a header and one row per iteration
+    assert head.startswith("SFT: ") and len(head.splitlines()) == 4
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -179,8 +297,10 @@ def test_status_command_reports_every_stage_done(run, tmp_path, capsys):
     shutil.copytree(run, copy)  # status rewrites summary files; keep the shared run untouched
     assert cli.main(["status", str(copy)]) == 0
     out = capsys.readouterr().out
-    lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:11]}
-    assert lines == {"sft": "done", **{f"{s} (iteration {t})": "done" for t in (1, 2) for s in STAGE_NAMES}}
+    lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:15]}
+    assert lines == {"sft": "done", **{f"{s} (iteration {t})": "done" for t in (1, 2) for s in STAGE_NAMES},
+                     **{f"eval-judge (M{t})": "done" for t in range(4)}}
+    assert "Judge agreement with human rankings" in out
 
 
 def test_random_judge_gives_no_pairs_and_dpo_refuses(run, tmp_path, capsys):

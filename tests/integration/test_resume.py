@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_helpers import SELFREWARD_BIN, all_stage_keys, fake_judge, run_cfg, run_overrides, tokens
+from integration_helpers import (SELFREWARD_BIN, all_stage_keys, eval_keys, fake_judge, run_cfg, run_overrides,
+                                 tokens)
 
 
 def resume(run_dir: Path, cfg, redo: bool = False) -> None:
@@ -40,7 +41,7 @@ def test_rerun_of_a_finished_run_recomputes_nothing(run_copy, tiny_model_dir, ca
     assert tokens(run_copy) == before
     assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.jsonl")} == mtimes
     out = capsys.readouterr().out
-    assert out.count("[skip]") == 11 and "[run ]" not in out
+    assert out.count("[skip]") == 15 and "[run ]" not in out  # 11 stages of the loop, eval-judge of M0..M3
 
 
 def test_crash_in_iteration_2_sample_redoes_only_from_there(run_copy, tiny_model_dir):
@@ -60,6 +61,8 @@ def test_crash_in_iteration_2_sample_redoes_only_from_there(run_copy, tiny_model
     assert (run_copy / "iter2" / "candidates.jsonl").read_text() == old_candidates
     # the chain is consistent again
     assert json.loads((run_copy / "iter2" / "judge.done.json").read_text())["after"] == after["iter2/sample"]
+    # of the evaluations, only M3's model was recomputed
+    assert [k for k in eval_keys(2) if after[k] != before[k]] == ["eval/judge-M3"]
 
 
 def test_changed_setting_is_refused_then_redone_with_redo(run_copy, tiny_model_dir):
@@ -103,13 +106,47 @@ def test_single_stage_command_makes_later_stages_stale(run_copy, capsys):
     assert tokens(run_copy)["iter2/pairs"] != before["iter2/pairs"]
     capsys.readouterr()
     assert cli.main(["status", str(run_copy)]) == 0
-    status = {line[:28].strip(): line[28:].strip() for line in capsys.readouterr().out.splitlines()[:11]}
+    status = {line[:28].strip(): line[28:].strip() for line in capsys.readouterr().out.splitlines()[:15]}
     assert status["pairs (iteration 2)"] == "done" and status["dpo (iteration 2)"] == "stale"
     assert [k for k, v in status.items() if v != "done"] == ["dpo (iteration 2)"]
 
     resume(run_copy, run_cfg(run_copy))
     unchanged, changed = split(before, tokens(run_copy))
     assert changed == ["iter2/pairs", "iter2/dpo"]
+
+
+def test_redoing_an_eval_judge_stage_leaves_the_loop_done(run_copy, capsys):
+    """eval-judge hangs off the chain (rundir.previous): redoing one, or changing only judge_eval settings,
+    never makes a stage of the loop stale or changed."""
+    from selfreward import pipeline
+    from selfreward.errors import UserError
+    from selfreward.rundir import EVAL_JUDGE, RunDir, Stage, previous
+
+    rd = RunDir(run_copy)
+    cfg = run_cfg(run_copy)
+    before = tokens(run_copy)
+    with fake_judge() as judges:
+        pipeline.execute(rd, cfg, Stage(EVAL_JUDGE, 1))
+    assert [(j.stage, j.model_path) for j in judges] == [("eval-judge", str(run_copy / "sft" / "model"))]
+    after = tokens(run_copy)
+    assert [k for k in before if before[k] != after[k]] == ["eval/judge-M1"]
+    assert {str(s): rd.state(s, cfg, previous(s)) for s in pipeline.run_plan(cfg)} == \
+        {str(s): "done" for s in pipeline.run_plan(cfg)}
+    capsys.readouterr()
+    resume(run_copy, cfg)
+    out = capsys.readouterr().out
+    assert out.count("[skip]") == 15 and "[run ]" not in out
+    assert tokens(run_copy) == after
+
+    # another judge_eval setting: the evaluations are refused, then redone with --redo; the loop is untouched
+    fewer = run_cfg(run_copy, "judge_eval.max_prompts=1")
+    with pytest.raises(UserError, match=r"^eval-judge \(M0\) already finished with other settings "
+                                        r"\(judge_eval.max_prompts was 2, now 1\)"):
+        pipeline.check_changes(rd, fewer, redo=False)
+    resume(run_copy, fewer, redo=True)
+    redone = tokens(run_copy)
+    assert [k for k in after if after[k] != redone[k]] == eval_keys(2)
+    assert rd.marker(Stage(EVAL_JUDGE, 3))["stats"]["prompts"] == 1
 
 
 def test_changed_judge_template_invalidates_sft(run_copy, tmp_path):
@@ -159,15 +196,17 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
 
     assert "[done] sample" not in log.read_text()
     before = tokens(run_dir)
-    assert sorted(before) == ["iter1/gen-prompts", "sft/sft"]
+    # eval-judge of M0 and M1 ran before gen-prompts (the real tiny model judged: nothing parsed, still done)
+    assert sorted(before) == ["eval/judge-M0", "eval/judge-M1", "iter1/gen-prompts", "sft/sft"]
     assert rd.marker(Stage("sample", 1)) is None
     assert not (run_dir / "iter1" / "candidates.jsonl").exists()
     assert (run_dir / "iter1" / "prompts.jsonl").is_file() and (run_dir / "sft" / "model").is_dir()
 
     resume(run_dir, run_cfg(run_dir))  # `selfreward run --run-dir RUN`: the config the killed run wrote
     after = tokens(run_dir)
-    assert sorted(after) == sorted(all_stage_keys(1))
+    assert sorted(after) == sorted(all_stage_keys(1) + eval_keys(1))
     assert after["sft/sft"] == before["sft/sft"] and after["iter1/gen-prompts"] == before["iter1/gen-prompts"]
+    assert after["eval/judge-M0"] == before["eval/judge-M0"] and after["eval/judge-M1"] == before["eval/judge-M1"]
     candidates = [json.loads(line) for line in (run_dir / "iter1" / "candidates.jsonl").read_text().splitlines()]
     assert len(candidates) == 3 * 4
     assert (run_dir / "iter1" / "model" / "model.safetensors").is_file()

@@ -7,7 +7,7 @@ import pytest
 
 from selfreward.config import ModelConfig, load_config
 from selfreward.errors import UserError
-from selfreward.rundir import RunDir, Stage, plan, require_done, stage_config
+from selfreward.rundir import EVAL_JUDGE, RunDir, Stage, plan, previous, require_done, stage_config
 
 
 def cfg(*overrides):
@@ -187,3 +187,98 @@ def test_stage_config_keys():
         "data.ift", "data.eft_train", "data.max_ift", "data.max_eft"}
     assert not any(k.startswith("generation.") for s in ("sft", "gen-prompts", "sample", "judge", "dpo")
                    for k in stage_config(c, s))
+
+
+# --- judge evaluation: eval-judge (M_t) hangs off the chain -----------------------------------------------------
+
+def EJ(t):
+    return Stage(EVAL_JUDGE, t)
+
+
+def test_plan_with_judge_eval_order():
+    assert [(s.name, s.iteration) for s in plan(2, judge_eval=True)] == [
+        ("sft", 0), ("eval-judge", 0), ("eval-judge", 1),
+        ("gen-prompts", 1), ("sample", 1), ("judge", 1), ("pairs", 1), ("dpo", 1), ("eval-judge", 2),
+        ("gen-prompts", 2), ("sample", 2), ("judge", 2), ("pairs", 2), ("dpo", 2), ("eval-judge", 3),
+    ]
+    # without it, the plan is the loop alone
+    assert plan(2, judge_eval=False) == plan(2) == [s for s in plan(2, judge_eval=True) if s.name != EVAL_JUDGE]
+
+
+def test_previous_of_every_stage_kind():
+    assert [(str(s), previous(s)) for s in plan(2, judge_eval=True)] == [
+        ("sft", None),
+        ("eval-judge (M0)", None),  # the base model needs nothing from the run
+        ("eval-judge (M1)", SFT),
+        ("gen-prompts (iteration 1)", SFT),  # the loop reads SFT, never an evaluation
+        ("sample (iteration 1)", GEN1),
+        ("judge (iteration 1)", SAMPLE1),
+        ("pairs (iteration 1)", JUDGE1),
+        ("dpo (iteration 1)", Stage("pairs", 1)),
+        ("eval-judge (M2)", Stage("dpo", 1)),
+        ("gen-prompts (iteration 2)", Stage("dpo", 1)),
+        ("sample (iteration 2)", Stage("gen-prompts", 2)),
+        ("judge (iteration 2)", Stage("sample", 2)),
+        ("pairs (iteration 2)", Stage("judge", 2)),
+        ("dpo (iteration 2)", Stage("pairs", 2)),
+        ("eval-judge (M3)", Stage("dpo", 2)),
+    ]
+    # nothing reads an evaluation
+    assert all(previous(s) is None or previous(s).name != EVAL_JUDGE for s in plan(3, judge_eval=True))
+
+
+def test_pipeline_plan_follows_judge_eval_max_prompts():
+    from selfreward.pipeline import run_plan
+
+    assert EJ(0) in run_plan(cfg()) and EJ(3) in run_plan(cfg())  # default: every prompt
+    assert EJ(3) in run_plan(cfg("judge_eval.max_prompts=2"))
+    assert run_plan(cfg("judge_eval.max_prompts=0")) == plan(2)
+
+
+def test_eval_judge_marker_layout(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(EJ(0), c, None, {"pairwise_accuracy": 0.5})
+    assert (tmp_path / "eval" / "judge-M0.done.json").is_file()
+    assert rd.eval_dir == tmp_path / "eval"
+    marker = rd.marker(EJ(0))
+    assert (marker["stage"], marker["iteration"], marker["after"]) == ("eval-judge", 0, None)
+    assert rd.state(EJ(0), c, None) == "done"
+
+
+def test_redoing_an_evaluation_leaves_the_chain_done(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(EJ(1), c, SFT, {})
+    rd.mark_done(GEN1, c, previous(GEN1), {})
+    first = rd.marker(EJ(1))["token"]
+    rd.mark_done(EJ(1), c, previous(EJ(1)), {})  # eval-judge (M1) redone
+    assert rd.marker(EJ(1))["token"] != first
+    assert rd.state(EJ(1), c, previous(EJ(1))) == "done"
+    assert rd.state(GEN1, c, previous(GEN1)) == "done"
+    # and an evaluation goes stale when the model it evaluates is recomputed
+    rd.mark_done(SFT, c, None, {})
+    assert rd.state(EJ(1), c, previous(EJ(1))) == "stale"
+
+
+def test_eval_judge_config_keys(tmp_path):
+    c = cfg()
+    keys = set(stage_config(c, EVAL_JUDGE))
+    assert {"data.eft_eval", "judge.mode", "judge.k", "judge.template", "judge_eval.max_prompts", "seed",
+            "model.name"} <= keys
+    assert not any(k.startswith(("data.eft_train", "data.ift", "sft.", "dpo.", "sample.", "generation."))
+                   for k in keys)
+    # an evaluation setting changes the evaluations only, never a stage of the loop
+    rd = RunDir(tmp_path)
+    rd.mark_done(SFT, c, None, {})
+    rd.mark_done(EJ(1), c, SFT, {})
+    rd.mark_done(GEN1, c, SFT, {})
+    other = cfg("judge_eval.max_prompts=5")
+    assert rd.state(EJ(1), other, SFT) == "changed: judge_eval.max_prompts was None, now 5"
+    assert rd.state(SFT, other, None) == "done" and rd.state(GEN1, other, SFT) == "done"
+    assert rd.state(EJ(1), cfg("data.eft_eval=/x.jsonl"), SFT).startswith("changed: data.eft_eval")
+    assert rd.state(EJ(1), cfg("judge.mode=expected"), SFT) == "changed: judge.mode was 'sample', now 'expected'"
+
+
+def test_eval_judge_stage_str():
+    assert str(EJ(0)) == "eval-judge (M0)"
+    assert str(EJ(3)) == "eval-judge (M3)"

@@ -8,6 +8,8 @@ import torch
 from tqdm.auto import tqdm
 
 from selfreward.backends import Message, Sampling
+from selfreward.errors import UserError
+from selfreward.judge import neutralize
 from selfreward.models import load_model, load_tokenizer
 
 
@@ -17,6 +19,8 @@ class HFGenerator:
         self.tokenizer = load_tokenizer(model_path, trust_remote_code, padding_side="left")
         self.model = load_model(model_path, dtype, trust_remote_code)
         self.batch_size = batch_size
+        # Message text must never turn into template structure: a response's "<|im_end|>" stays text.
+        self._special = frozenset(self.tokenizer.all_special_tokens) | frozenset(self.tokenizer.get_added_vocab())
 
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]:
         torch.manual_seed(sampling.seed)
@@ -46,8 +50,65 @@ class HFGenerator:
         return results  # type: ignore[return-value]
 
     def _encode(self, messages: list[Message]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(self._prompt_text(messages), add_special_tokens=False)["input_ids"]
+
+    def _prompt_text(self, messages: list[Message]) -> str:
+        safe = [{**m, "content": neutralize(m["content"], self._special)} for m in messages]
+        return self.tokenizer.apply_chat_template(safe, add_generation_prompt=True, tokenize=False)
+
+    def option_probs(self, requests: list[list[Message]], prefixes: list[str], options: list[str],
+                     desc: str = "") -> list[list[float]]:
+        """P(option | prompt + the assistant's `prefix`) for every option; each option must be one token there."""
+        rows = [self._split_options(self._prompt_text(m) + p, options) for m, p in zip(requests, prefixes)]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        results: list[list[float] | None] = [None] * len(rows)
+        per_batch = self.batch_size
+        done = 0
+        with tqdm(total=len(rows), desc=desc or "score", unit="req", dynamic_ncols=True) as bar:
+            while done < len(order):
+                chunk = order[done:done + per_batch]
+                try:
+                    probs = self._next_token_probs([rows[i][0] for i in chunk])
+                except torch.OutOfMemoryError:
+                    if per_batch == 1:
+                        raise
+                    per_batch //= 2
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    continue
+                for j, i in enumerate(chunk):
+                    results[i] = [probs[j, k].item() for k in rows[i][1]]
+                done += len(chunk)
+                bar.update(len(chunk))
+        return results  # type: ignore[return-value]
+
+    def _split_options(self, text: str, options: list[str]) -> tuple[list[int], list[int]]:
+        """(prefix ids, one token id per option). Tries ' 4' after 'Score:' (one token in Llama-3-style
+        vocabularies), then '4' after 'Score: ' (SmolLM2 and Llama-2 write the space as a token of its own)."""
+        for prefix, opts in ((text, [" " + o for o in options]), (text + " ", options)):
+            base = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            ids = []
+            for o in opts:
+                full = self.tokenizer(prefix + o, add_special_tokens=False)["input_ids"]
+                if full[:len(base)] != base or len(full) != len(base) + 1:
+                    break
+                ids.append(full[-1])
+            else:
+                return base, ids
+        raise UserError(f"this tokenizer does not write each of {options} as one token after the judge's "
+                        "'Score:'; use judge.mode=sample")
+
+    @torch.inference_mode()
+    def _next_token_probs(self, batch: list[list[int]]) -> torch.Tensor:
+        width = max(len(ids) for ids in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.model.device)
+        # Positions count real tokens only, as generate() does, so left padding does not shift them.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=1).logits[:, -1]
+        return torch.softmax(logits.float(), dim=-1).cpu()
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[list[int]], sampling: Sampling) -> list[list[str]]:
