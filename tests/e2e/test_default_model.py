@@ -31,7 +31,7 @@ def test_default_model_full_loop(tmp_path: Path, model_cache: Path):
     env = {**os.environ, "SELFREWARD_CACHE": str(model_cache)}
     run_dir = tmp_path / "run"
     out = subprocess.run(SELFREWARD + ["run", "--config", "tiny-cpu", "--run-dir", str(run_dir), *TOY],
-                         env=env, capture_output=True, text=True, timeout=900)
+                         env=env, capture_output=True, text=True, timeout=2400)
     assert out.returncode == 0, out.stderr[-3000:]
 
     assert (run_dir / "sft/model/model.safetensors").is_file()
