@@ -25,29 +25,8 @@ class HFGenerator:
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]:
         torch.manual_seed(sampling.seed)
         encoded = [self._encode(msgs) for msgs in requests]
-        # Longest first: similar lengths share a batch (little padding), and an out-of-memory shows up at once.
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        per_batch = max(1, self.batch_size // sampling.n)
-        results: list[list[str] | None] = [None] * len(encoded)
-        done = 0
-        with tqdm(total=len(encoded), desc=desc or "generate", unit="req", dynamic_ncols=True) as bar:
-            while done < len(order):
-                chunk = order[done:done + per_batch]
-                try:
-                    texts = self._generate_batch([encoded[i] for i in chunk], sampling)
-                except torch.OutOfMemoryError:
-                    if per_batch == 1:
-                        raise
-                    per_batch //= 2
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    bar.write(f"out of memory: retrying with {per_batch} requests per batch")
-                    continue
-                for i, outs in zip(chunk, texts):
-                    results[i] = outs
-                done += len(chunk)
-                bar.update(len(chunk))
-        return results  # type: ignore[return-value]
+        return _longest_first(encoded, max(1, self.batch_size // sampling.n),
+                              lambda batch: self._generate_batch(batch, sampling), desc or "generate")
 
     def _encode(self, messages: list[Message]) -> list[int]:
         return self.tokenizer(self._prompt_text(messages), add_special_tokens=False)["input_ids"]
@@ -60,27 +39,11 @@ class HFGenerator:
                      desc: str = "") -> list[list[float]]:
         """P(option | prompt + the assistant's `prefix`) for every option; each option must be one token there."""
         rows = [self._split_options(self._prompt_text(m) + p, options) for m, p in zip(requests, prefixes)]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-        results: list[list[float] | None] = [None] * len(rows)
-        per_batch = self.batch_size
-        done = 0
-        with tqdm(total=len(rows), desc=desc or "score", unit="req", dynamic_ncols=True) as bar:
-            while done < len(order):
-                chunk = order[done:done + per_batch]
-                try:
-                    probs = self._next_token_probs([rows[i][0] for i in chunk])
-                except torch.OutOfMemoryError:
-                    if per_batch == 1:
-                        raise
-                    per_batch //= 2
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    continue
-                for j, i in enumerate(chunk):
-                    results[i] = [probs[j, k].item() for k in rows[i][1]]
-                done += len(chunk)
-                bar.update(len(chunk))
-        return results  # type: ignore[return-value]
+        wanted = sorted({k for _, opt_ids in rows for k in opt_ids})  # keep a few columns, not the vocabulary
+        column = {k: j for j, k in enumerate(wanted)}
+        probs = _longest_first([ids for ids, _ in rows], self.batch_size,
+                               lambda batch: self._next_token_probs(batch)[:, wanted].tolist(), desc or "score")
+        return [[p[column[k]] for k in opt_ids] for p, (_, opt_ids) in zip(probs, rows)]
 
     def _split_options(self, text: str, options: list[str]) -> tuple[list[int], list[int]]:
         """(prefix ids, one token id per option). Tries ' 4' after 'Score:' (one token in Llama-3-style
@@ -132,3 +95,32 @@ class HFGenerator:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _longest_first(encoded: list[list[int]], per_batch: int, run, desc: str) -> list:
+    """run(batch of token ids) -> one result per item, over batches; results come back in input order.
+
+    Longest first: similar lengths share a batch (little padding), and an out-of-memory shows up at once, where
+    it halves the batch instead of ending the run.
+    """
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    results: list = [None] * len(encoded)
+    done = 0
+    with tqdm(total=len(encoded), desc=desc, unit="req", dynamic_ncols=True) as bar:
+        while done < len(order):
+            chunk = order[done:done + per_batch]
+            try:
+                outs = run([encoded[i] for i in chunk])
+            except torch.OutOfMemoryError:
+                if per_batch == 1:
+                    raise
+                per_batch //= 2
+                gc.collect()
+                torch.cuda.empty_cache()
+                bar.write(f"out of memory: retrying with {per_batch} requests per batch")
+                continue
+            for i, out in zip(chunk, outs):
+                results[i] = out
+            done += len(chunk)
+            bar.update(len(chunk))
+    return results
