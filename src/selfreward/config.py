@@ -6,6 +6,7 @@ Every key is checked against the dataclasses, so a typo is an error that names t
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,13 @@ class DataConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: str = "transformers"
-    batch_size: int = 16  # sequences per forward pass (requests x n)
+    # auto (vllm on a CUDA GPU with vLLM installed, unless judge.mode=expected; else transformers) | transformers |
+    # vllm | openai (an OpenAI-compatible server; models = served names)
+    backend: str = "auto"
+    batch_size: int = 16  # sequences per forward pass (requests x n); openai: requests in flight
+    base_url: str | None = None  # openai: the API root, e.g. http://localhost:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # openai: NAME of the environment variable that holds the key (unset: none)
+    tensor_parallel_size: int = 1  # vllm: GPUs that one model is split over
 
 
 @dataclass
@@ -97,6 +103,9 @@ class JudgeConfig:
     top_p: float = 0.9
     max_new_tokens: int = 256
     model: str | None = None  # None = the model being trained judges itself (the method); else an id or path
+    backend: str | None = None  # None = generation.backend; openai: judge.model is the name a server serves
+    base_url: str | None = None  # None = generation.base_url
+    api_key_env: str | None = None  # None = generation.api_key_env
 
 
 @dataclass
@@ -104,6 +113,17 @@ class JudgeEvalConfig:
     # Each model's judge (M0 = base, M1, ...) is scored against the human rankings of data.eft_eval, in
     # judge.mode. Prompts to use: None = all, 0 = no judge evaluation.
     max_prompts: int | None = None
+
+
+@dataclass
+class EvalConfig:
+    # After each model M_t (t >= 1) exists: benchmark suites on it, and a head-to-head of M_{t+1} against M_t and
+    # M1 on generated prompts that iteration 1 holds back from training. Judged by judge.model, else by M_{t+1}.
+    suites: list[str] = field(default_factory=lambda: ["ifeval"])  # ifeval, mtbench, vicuna, alpaca; [] = none
+    max_prompts: int | None = None  # per suite, a fixed seeded subset; None = all
+    compare_prompts: int = 32  # held back from iteration 1's generated prompts; 0 = no head-to-head
+    max_new_tokens: int = 512  # for the answers being evaluated (greedy)
+    alpaca_reference: str | None = None  # AlpacaEval-format outputs (CC BY-NC 4.0: given by path, never shipped)
 
 
 @dataclass
@@ -133,6 +153,7 @@ class RunConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     judge_eval: JudgeEvalConfig = field(default_factory=JudgeEvalConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     iterations: int = 2
     seed: int = 0
     accelerate_config: str | None = None  # set: training stages run under `accelerate launch --config_file` this
@@ -142,7 +163,7 @@ class RunConfig:
 
 
 _POSITIVE = {"max_ift", "batch_size", "grad_accum", "max_length", "n", "k", "num_prompts", "shots", "max_new_tokens",
-             "max_rounds", "r", "alpha", "iterations"}
+             "max_rounds", "r", "alpha", "iterations", "tensor_parallel_size"}
 _CHOICES = {
     "model.dtype": {"auto", "bfloat16", "float16", "float32"},
     "judge.mode": {"sample", "expected"},
@@ -266,6 +287,61 @@ def _check_values(cfg: RunConfig, source: str) -> None:
         raise UserError(f"{source}: 'iterations' must be at least 1")
     if cfg.gen_prompts.min_words > cfg.gen_prompts.max_words:
         raise UserError(f"{source}: 'gen_prompts.min_words' is above 'gen_prompts.max_words'")
+    _check_backends(cfg, source)
+    _check_vllm(cfg, source)
+    _check_eval(cfg.eval, source)
+
+
+SUITES = ("ifeval", "mtbench", "vicuna", "alpaca")
+
+
+def _check_eval(e: EvalConfig, source: str) -> None:
+    unknown = [s for s in e.suites if s not in SUITES]
+    if unknown:
+        raise UserError(f"{source}: 'eval.suites' has unknown suite(s) {unknown}; choose from {list(SUITES)}")
+    if "alpaca" in e.suites and not e.alpaca_reference:
+        raise UserError(f"{source}: 'eval.suites' has alpaca but 'eval.alpaca_reference' is not set: give the path "
+                        "of an AlpacaEval outputs file (CC BY-NC 4.0, so it is not shipped), e.g. "
+                        "eval.alpaca_reference=alpaca_eval/gpt4_1106_preview.model_outputs.jsonl")
+    if e.max_prompts is not None and e.max_prompts < 1:
+        raise UserError(f"{source}: 'eval.max_prompts' must be at least 1 (or null for all), got {e.max_prompts}")
+    if e.compare_prompts < 0:
+        raise UserError(f"{source}: 'eval.compare_prompts' must be 0 (no head-to-head) or more, got {e.compare_prompts}")
+
+
+def _check_backends(cfg: RunConfig, source: str) -> None:
+    from selfreward.backends import AUTO, BACKENDS
+
+    g, j = cfg.generation, cfg.judge
+    for section, backend, url, key_env in (("generation", g.backend, g.base_url, g.api_key_env),
+                                           ("judge", j.backend, j.base_url or g.base_url, j.api_key_env)):
+        if backend is not None and backend not in BACKENDS and backend != AUTO:
+            raise UserError(f"{source}: '{section}.backend' must be one of {sorted([*BACKENDS, AUTO])}, "
+                            f"got {backend!r}")
+        if backend == "openai" and not url:
+            raise UserError(f"{source}: '{section}.backend' is openai but no base_url is set; set "
+                            f"{section}.base_url to the server's API root, e.g. http://localhost:8000/v1")
+        if url and not url.startswith(("http://", "https://")):
+            raise UserError(f"{source}: '{section}.base_url' must start with http:// or https://, got {url!r}")
+        # A pasted key would end up in config.yaml and in every run directory: only its variable's name belongs here.
+        if key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+            raise UserError(f"{source}: '{section}.api_key_env' is the NAME of an environment variable that holds "
+                            "the key (e.g. OPENAI_API_KEY), never the key itself")
+    if j.backend == "openai" and j.model is None:
+        raise UserError(f"{source}: 'judge.backend' is openai but 'judge.model' is not set; set it to the model "
+                        "name the server serves")
+
+
+def _check_vllm(cfg: RunConfig, source: str) -> None:
+    from selfreward.backends import AUTO
+
+    g, j = cfg.generation, cfg.judge
+    if (j.backend or g.backend) == "vllm" and j.mode == "expected":
+        raise UserError(f"{source}: judge.mode=expected needs token probabilities, which the vllm backend does not "
+                        "give; set judge.backend=transformers (or generation.backend=auto), or use judge.mode=sample")
+    if g.tensor_parallel_size > 1 and g.backend not in ("vllm", AUTO):
+        raise UserError(f"{source}: 'generation.tensor_parallel_size' is {g.tensor_parallel_size}, but only the "
+                        "vllm backend splits a model over GPUs; set generation.backend=vllm")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

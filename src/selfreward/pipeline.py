@@ -22,13 +22,15 @@ from selfreward.records import write_json
 from selfreward.rundir import RunDir, Stage, plan, previous, require_done
 
 MODULES = {"sft": "sft", "gen-prompts": "gen_prompts", "sample": "sample", "judge": "judge", "pairs": "pairs",
-           "dpo": "dpo", "eval-judge": "eval_judge"}
+           "dpo": "dpo", "eval-judge": "eval_judge", "eval": "evaluate", "compare": "compare"}
 TRAINING = {"sft", "dpo"}
 _LAUNCHED = "SELFREWARD_UNDER_ACCELERATE"
 
 
 def run_plan(cfg: RunConfig) -> list[Stage]:
-    return plan(cfg.iterations, judge_eval=cfg.judge_eval.max_prompts != 0)
+    e = cfg.eval
+    return plan(cfg.iterations, judge_eval=cfg.judge_eval.max_prompts != 0,
+                evals=bool(e.suites) or e.compare_prompts > 0, compare=e.compare_prompts > 0)
 
 
 def execute(rd: RunDir, cfg: RunConfig, stage: Stage) -> dict:

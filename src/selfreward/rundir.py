@@ -22,34 +22,41 @@ from selfreward.records import write_json
 _MODEL = ["model.name", "model.dtype", "model.trust_remote_code", "model.chat_template"]
 STAGE_DEPS = {
     "sft": _MODEL + ["data.ift", "data.eft_train", "data.max_ift", "data.max_eft", "judge.template", "sft", "seed"],
-    "gen-prompts": _MODEL + ["data.ift", "data.max_ift", "gen_prompts", "seed"],
+    "gen-prompts": _MODEL + ["data.ift", "data.max_ift", "gen_prompts", "eval.compare_prompts", "seed"],
     "sample": _MODEL + ["sample", "seed"],
     "judge": _MODEL + ["judge", "seed"],
     "pairs": [],
     "dpo": _MODEL + ["dpo", "seed"],
     "eval-judge": _MODEL + ["data.eft_eval", "judge", "judge_eval", "seed"],
+    "eval": _MODEL + ["eval", "seed"],
+    "compare": _MODEL + ["eval", "judge", "seed"],
 }
 ITER_STAGES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]
 EVAL_JUDGE = "eval-judge"
+EVALS = (EVAL_JUDGE, "eval", "compare")  # per model M_t, off the main chain, marked in eval/
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    iteration: int  # 0 for sft; for eval-judge, t of the model M_t it evaluates (M0 = the base model)
+    iteration: int  # 0 for sft; for the evals, t of the model M_t evaluated (M0 = the base model)
 
     def __str__(self) -> str:
-        if self.name == EVAL_JUDGE:
+        if self.name in EVALS:
             return f"{self.name} (M{self.iteration})"
         return self.name if self.name == "sft" else f"{self.name} (iteration {self.iteration})"
 
 
-def plan(iterations: int, judge_eval: bool = False) -> list[Stage]:
-    """Every stage of a run, in order; with judge_eval, each model's judge is evaluated once it exists."""
-    evals = (lambda t: [Stage(EVAL_JUDGE, t)]) if judge_eval else (lambda t: [])
-    stages = [Stage("sft", 0)] + evals(0) + evals(1)
+def plan(iterations: int, judge_eval: bool = False, evals: bool = False, compare: bool = False) -> list[Stage]:
+    """Every stage of a run, in order. Each model is evaluated once it exists: as a judge (judge_eval), on the
+    benchmark suites and held-back prompts (evals; M1 once iteration 1 has written those prompts), and head to
+    head against the models before it (compare)."""
+    judged = (lambda t: [Stage(EVAL_JUDGE, t)]) if judge_eval else (lambda t: [])
+    stages = [Stage("sft", 0)] + judged(0) + judged(1)
     for t in range(1, iterations + 1):
-        stages += [Stage(s, t) for s in ITER_STAGES] + evals(t + 1)
+        stages += [Stage("gen-prompts", t)] + ([Stage("eval", 1)] if evals and t == 1 else [])
+        stages += [Stage(s, t) for s in ITER_STAGES[1:]] + judged(t + 1)
+        stages += ([Stage("eval", t + 1)] if evals else []) + ([Stage("compare", t + 1)] if evals and compare else [])
     return stages
 
 
@@ -59,7 +66,11 @@ def previous(stage: Stage) -> Stage | None:
     t = stage.iteration
     if stage.name == "sft" or stage.name == EVAL_JUDGE and t == 0:
         return None
-    if stage.name in ("gen-prompts", EVAL_JUDGE):
+    if stage.name == "compare":
+        return Stage("eval", t)
+    if stage.name == "eval" and t == 1:
+        return Stage("gen-prompts", 1)  # M1's answers to the held-back prompts are needed by every compare
+    if stage.name in ("gen-prompts", EVAL_JUDGE, "eval"):
         return Stage("sft", 0) if t == 1 else Stage("dpo", t - 1)
     return Stage(ITER_STAGES[ITER_STAGES.index(stage.name) - 1], t)
 
@@ -95,8 +106,9 @@ class RunDir:
 
     # markers ------------------------------------------------------------------------------------------
     def _marker(self, stage: Stage) -> Path:
-        if stage.name == EVAL_JUDGE:
-            return self.eval_dir / f"judge-M{stage.iteration}.done.json"
+        if stage.name in EVALS:
+            short = "judge" if stage.name == EVAL_JUDGE else stage.name
+            return self.eval_dir / f"{short}-M{stage.iteration}.done.json"
         return self.stage_dir(stage.iteration) / f"{stage.name}.done.json"
 
     def marker(self, stage: Stage) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ TOY = [
     "gen_prompts.num_prompts=4", "gen_prompts.max_new_tokens=48",
     "sample.max_new_tokens=48", "judge.max_new_tokens=64", "dpo.max_length=512", "iterations=1",
     "judge_eval.max_prompts=2",
+    "eval.max_prompts=2", "eval.compare_prompts=2", "eval.max_new_tokens=48",
 ]
 
 
@@ -63,6 +64,14 @@ def test_default_model_full_loop(tmp_path: Path, model_cache: Path):
         result = json.loads((run_dir / f"eval/judge-M{t}.json").read_text())
         assert result["judge"]["pairs"] == result["length"]["pairs"] > 0
         assert result["length"]["pairwise_accuracy"] is not None
+    for t in (1, 2):
+        ifeval = json.loads((run_dir / f"eval/ifeval-M{t}.json").read_text())
+        assert ifeval["n_prompts"] == 2 and 0 <= ifeval["inst_loose"] <= 1
+    head = json.loads((run_dir / "eval/compare-M2-vs-M1.json").read_text())
+    assert head["n"] == 2 == head["wins"] + head["ties"] + head["losses"]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["model"] for r in results["ifeval"]] == ["M1", "M2"] and len(results["win_rates"]) == 1
+    assert (run_dir / "report.html").stat().st_size > 10_000
 
 
 def test_default_model_expected_scoring(tmp_path: Path, model_cache: Path):

@@ -35,6 +35,10 @@ FAST = [
     "judge.top_p=0.9",
     "judge.max_new_tokens=12",
     "judge_eval.max_prompts=2",  # eval-judge of M0..M3 on 2 prompts (7 responses) of the builtin eft_eval
+    "eval.suites=[ifeval]",
+    "eval.max_prompts=2",  # IFEval of M1..M3 on 2 prompts
+    "eval.compare_prompts=2",  # iteration 1 holds back 2 generated prompts for compare (M2), (M3)
+    "eval.max_new_tokens=12",
     "sft.max_length=768",
     "sft.mixed_precision=fp32",
     "dpo.max_length=256",
@@ -73,7 +77,8 @@ class FakeJudge:
 
     Judgment j of request i reads "Looks fine. Score: (i+j) % 6", so the k judgments of a candidate differ and the
     candidates of one prompt get different mean scores (pairs exist, deterministically). `stage` names the stage
-    that opened it: "judge", "eval-judge" or "build-eft"; all three judge through the same generate() call.
+    that opened it: "judge", "eval-judge" or "build-eft"; all three judge through the same generate() call. For
+    "compare" it always prefers the first slot ("[[A]]"), the position bias that must come out as ties.
     """
 
     def __init__(self, model_path: str, stage: str = "judge"):
@@ -85,6 +90,8 @@ class FakeJudge:
     def generate(self, requests, sampling, desc=""):
         assert not self.closed
         self.generate_calls.append({"requests": requests, "sampling": sampling, "desc": desc})
+        if self.stage == "compare":
+            return [["The first is better. [[A]]"] * sampling.n for _ in requests]
         return [[f"Looks fine. Score: {(i + j) % 6}" for j in range(sampling.n)] for i in range(len(requests))]
 
     def close(self):
@@ -92,12 +99,12 @@ class FakeJudge:
 
 
 JUDGING_STAGES = {"judge": "selfreward.stages.judge", "eval-judge": "selfreward.stages.eval_judge",
-                  "build-eft": "selfreward.stages.build_eft"}
+                  "build-eft": "selfreward.stages.build_eft", "compare": "selfreward.stages.compare"}
 
 
 @contextlib.contextmanager
 def fake_judge():
-    """Patch the generator of every stage that judges (judge, eval-judge, build-eft); yields the list of FakeJudge
+    """Patch the generator of every stage that judges (judge, eval-judge, build-eft, compare); yields the list of FakeJudge
     objects opened, in order (filter on .stage)."""
     import importlib
 
@@ -156,5 +163,7 @@ def all_stage_keys(iterations: int) -> list[str]:
 
 
 def eval_keys(iterations: int) -> list[str]:
-    """The eval-judge markers: M0 (the base model) to M_{T+1}."""
-    return [f"eval/judge-M{t}" for t in range(iterations + 2)]
+    """The evaluation markers: eval-judge of M0 (the base model) to M_{T+1}, eval of M1 to M_{T+1}, compare of
+    M2 to M_{T+1}."""
+    return ([f"eval/judge-M{t}" for t in range(iterations + 2)] + [f"eval/eval-M{t}" for t in range(1, iterations + 2)]
+            + [f"eval/compare-M{t}" for t in range(2, iterations + 2)])

@@ -55,9 +55,10 @@ def test_shapes_and_sorted_batches(tiny_model_dir):
     assert all(isinstance(o, list) and len(o) == 3 and all(isinstance(s, str) for s in o) for o in out)
     # a random model at temperature 0.7 never repeats itself: the 3 samples of a request are distinct
     assert all(len(set(o)) == 3 for o in out)
-    # batches were built longest first, each holding 2 requests x 3 samples
+    # batches were built longest first, each holding 2 requests x 3 samples (each request's row repeated once per
+    # sample after its prompt was read once)
     lengths = sorted((len(gen._encode(r)) for r in REQUESTS), reverse=True)
-    assert [c["input_ids"].shape[0] for c in calls] == [2, 2, 1]
+    assert [c["input_ids"].shape[0] for c in calls] == [6, 6, 3]
     assert [len(c["new_ids"]) for c in calls] == [6, 6, 3]
     widths = [c["input_ids"].shape[1] for c in calls]
     assert widths == [lengths[0], lengths[2], lengths[4]]
@@ -93,15 +94,17 @@ def test_greedy_results_in_request_order_and_same_alone_or_batched(untied_model_
 def test_batch_size_below_n(tiny_model_dir):
     from selfreward.backends import Sampling
 
-    gen, calls = make(tiny_model_dir, batch_size=2)  # n=5 > batch_size: one request at a time
+    # n=5 > batch_size=2: 5 rounds of one sample per request (1 is the largest divisor of 5 within 2), two
+    # requests per forward pass, so no pass exceeds batch_size sequences
+    gen, calls = make(tiny_model_dir, batch_size=2)
     try:
         out = gen.generate(REQUESTS[:3], Sampling(n=5, temperature=0.7, top_p=0.9, max_new_tokens=6, seed=3))
     finally:
         gen.close()
     assert [len(o) for o in out] == [5, 5, 5]
     assert all(len(set(o)) == 5 for o in out)
-    assert [c["input_ids"].shape[0] for c in calls] == [1, 1, 1]
-    assert [len(c["new_ids"]) for c in calls] == [5, 5, 5]
+    assert [c["input_ids"].shape[0] for c in calls] == [2] * 7 + [1]
+    assert [len(c["new_ids"]) for c in calls] == [2] * 7 + [1]
 
 
 def test_same_seed_same_samples(tiny_model_dir):
@@ -130,19 +133,19 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_order(untied_model_dir, mo
         real = gen._generate_batch
         sizes = []
 
-        def flaky(batch, sampling):
+        def flaky(prefix, batch, n, sampling):
             sizes.append(len(batch))
             if len(batch) > 2:
                 raise torch.OutOfMemoryError("simulated")
-            return real(batch, sampling)
+            return real(prefix, batch, n, sampling)
 
         monkeypatch.setattr(gen, "_generate_batch", flaky)
         got = gen.generate(REQUESTS, greedy)
     finally:
         gen.close()
     assert got == expected
-    # 5 requests fit in 8: OOM; 4 per batch: OOM; 2 per batch: 2 + 2 + 1
-    assert sizes == [5, 4, 2, 2, 1]
+    # 5 requests fit in 8: OOM; half of the 5 tried, 2 per batch: 2 + 2 + 1
+    assert sizes == [5, 2, 2, 1]
 
 
 def test_greedy_with_several_completions(tiny_model_dir):

@@ -48,7 +48,13 @@ def test_every_artifact_and_marker_exists(run):
         for name in (f"judge-M{t}.done.json", f"judge-M{t}.json", f"judge-M{t}.judgments.jsonl"):
             assert (run / "eval" / name).is_file(), f"eval/{name}"
     assert sorted(p.name for p in (run / "eval").iterdir()) == sorted(
-        f"judge-M{t}.{ext}" for t in range(4) for ext in ("done.json", "json", "judgments.jsonl"))
+        [f"judge-M{t}.{ext}" for t in range(4) for ext in ("done.json", "json", "judgments.jsonl")]
+        + [f"{name}-M{t}{ext}" for t in (1, 2, 3) for name, ext in (
+            ("eval", ".done.json"), ("answers", ".heldout.jsonl"), ("ifeval", ".json"), ("ifeval", ".responses.jsonl"))]
+        + [f"compare-M{t}.done.json" for t in (2, 3)]
+        + [f"compare-{pair}.{ext}" for pair in ("M2-vs-M1", "M3-vs-M2", "M3-vs-M1") for ext in ("json", "verdicts.jsonl")])
+    for name in ("report.html", "report.md", "results.json"):
+        assert (run / name).is_file()
     assert sorted(tokens(run)) == sorted(all_stage_keys(2) + eval_keys(2))
     # atomic writes leave no temporary file behind
     assert [p for p in run.rglob("*") if p.name.endswith(".tmp")] == []
@@ -201,7 +207,8 @@ def test_fake_judge_answers_the_eval_judge_requests(run, finished_run, tiny_mode
 
     judges = finished_run["judges"]
     # in plan order: eval M0, eval M1, judge 1, eval M2, judge 2, eval M3; nothing else was opened
-    assert [j.stage for j in judges] == ["eval-judge", "eval-judge", "judge", "eval-judge", "judge", "eval-judge"]
+    assert [j.stage for j in judges if j.stage != "compare"] == ["eval-judge", "eval-judge", "judge", "eval-judge",
+                                                                 "judge", "eval-judge"]
     evals = [j for j in judges if j.stage == "eval-judge"]
     models = [str(tiny_model_dir), str(run / "sft" / "model"), str(run / "iter1" / "model"),
               str(run / "iter2" / "model")]
@@ -253,7 +260,7 @@ def test_summary_has_the_judge_agreement_table(run):
     head, _, judge_table = text.partition("\n\nJudge agreement with human rankings (data.eft_eval), beside the "
                                           "length heuristic:\n")
     assert judge_table, text
-    lines = judge_table.rstrip("\n").splitlines()
+    lines = judge_table.partition("\n\n")[0].splitlines()
     assert len(lines) == 5
     assert "pairwise acc" in lines[0] and "length heuristic acc" in lines[0] and "shorter-preferred acc" in lines[0]
     for t, line in enumerate(lines[1:]):
@@ -297,9 +304,10 @@ def test_status_command_reports_every_stage_done(run, tmp_path, capsys):
     shutil.copytree(run, copy)  # status rewrites summary files; keep the shared run untouched
     assert cli.main(["status", str(copy)]) == 0
     out = capsys.readouterr().out
-    lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:15]}
+    lines = {line[:28].strip(): line[28:].strip() for line in out.splitlines()[:20]}
     assert lines == {"sft": "done", **{f"{s} (iteration {t})": "done" for t in (1, 2) for s in STAGE_NAMES},
-                     **{f"eval-judge (M{t})": "done" for t in range(4)}}
+                     **{f"eval-judge (M{t})": "done" for t in range(4)}, **{f"eval (M{t})": "done" for t in (1, 2, 3)},
+                     **{f"compare (M{t})": "done" for t in (2, 3)}}
     assert "Judge agreement with human rankings" in out
 
 
@@ -336,3 +344,73 @@ def test_random_judge_gives_no_pairs_and_dpo_refuses(run, tmp_path, capsys):
     from selfreward.pipeline import load_run_config
 
     assert rd.state(Stage("gen-prompts", 2), load_run_config(rd), Stage("dpo", 1)) == "stale"
+
+
+# --- benchmark evaluation and head to head ------------------------------------------------------------------------
+
+def test_eval_stage_ifeval_and_held_back_answers(run):
+    held = read_jsonl(run / "iter1" / "prompts.heldout.jsonl")
+    trained = {p["prompt"] for p in read_jsonl(run / "iter1" / "prompts.jsonl")}
+    assert len(held) == 2 and not trained & {p["prompt"] for p in held}  # never trained on
+    gen1 = json.loads((run / "iter1" / "gen-prompts.done.json").read_text())["stats"]
+    assert gen1["prompts_held_back"] == 2 and gen1["prompts_kept"] == PROMPTS
+    for t in (1, 2, 3):
+        answers = read_jsonl(run / "eval" / f"answers-M{t}.heldout.jsonl")
+        assert [(a["id"], a["instruction"]) for a in answers] == [(p["id"], p["prompt"]) for p in held]
+        assert all(a["model"] == f"M{t}" and a["max_new_tokens"] == 12 for a in answers)
+        result = json.loads((run / "eval" / f"ifeval-M{t}.json").read_text())
+        responses = read_jsonl(run / "eval" / f"ifeval-M{t}.responses.jsonl")
+        assert result["model"] == f"M{t}" and result["n_prompts"] == 2 == len(responses)
+        strict = [f for r in responses for f in r["follow_strict"]]
+        assert result["n_instructions"] == len(strict)
+        assert result["inst_strict"] == pytest.approx(sum(strict) / len(strict))
+        assert result["mean_length_chars"] == pytest.approx(sum(len(r["response"]) for r in responses) / 2, abs=0.05)
+        marker = json.loads((run / "eval" / f"eval-M{t}.done.json").read_text())
+        assert marker["stats"]["inst_strict"] == round(result["inst_strict"], 4)
+    # M1 and M2 are different models: their greedy answers are their own
+    assert read_jsonl(run / "eval" / "answers-M1.heldout.jsonl") != read_jsonl(run / "eval" / "answers-M2.heldout.jsonl")
+
+
+def test_compare_stages_first_slot_judge_gives_only_ties(run, finished_run):
+    """The fake compare judge always answers [[A]]: with the order swapped, that is a tie every time."""
+    judges = [j for j in finished_run["judges"] if j.stage == "compare"]
+    # the older model of each pair judges: M1 for M2 vs M1, M2 for M3 vs M2, M1 for M3 vs M1
+    assert [Path(j.model_path) for j in judges] == [run / "sft" / "model", run / "iter1" / "model", run / "sft" / "model"]
+    for pair, judge in (("M2-vs-M1", "M1"), ("M3-vs-M2", "M2"), ("M3-vs-M1", "M1")):
+        result = json.loads((run / "eval" / f"compare-{pair}.json").read_text())
+        assert (result["a"], result["b"], result["judge"]) == (*pair.split("-vs-"), judge)
+        assert (result["n"], result["wins"], result["ties"], result["losses"]) == (2, 0, 2, 0)
+        assert result["verdicts"] == {"first": 4, "second": 0, "tie": 0, "unparsed": 0}
+        assert result["tie_rate"] == 1.0 and result["ci"]["tie_rate"] == [1.0, 1.0]
+        rows = read_jsonl(run / "eval" / f"compare-{pair}.verdicts.jsonl")
+        a, b = pair.split("-vs-")
+        answers_a = read_jsonl(run / "eval" / f"answers-{a}.heldout.jsonl")
+        answers_b = read_jsonl(run / "eval" / f"answers-{b}.heldout.jsonl")
+        assert [r["answer_a"] for r in rows] == [x["answer"] for x in answers_a]
+        assert [r["answer_b"] for r in rows] == [x["answer"] for x in answers_b]
+        assert all(r["outcome"] == "tie" and r["verdict_ab"] == r["verdict_ba"] == "A" for r in rows)
+    for judge in judges:  # both orders in one call
+        (call,) = judge.generate_calls
+        assert len(call["requests"]) == 4 and call["sampling"].temperature == 0.0
+
+
+def test_report_has_the_evaluations(run):
+    results = json.loads((run / "results.json").read_text())
+    assert [r["model"] for r in results["ifeval"]] == ["M1", "M2", "M3"]
+    assert [(r["a"], r["b"], r["ties"]) for r in results["win_rates"]] == [("M2", "M1", 2), ("M3", "M1", 2),
+                                                                           ("M3", "M2", 2)]
+    assert [r["model"] for r in results["judge_agreement"]] == ["M0", "M1", "M2", "M3"]
+    assert set(results["missing"]) <= {"suites"}  # no judged suite in this run
+    html = (run / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html and html.count('src="data:image/png;base64,') >= 5
+
+
+def test_summary_has_the_model_table(run):
+    summary = json.loads((run / "summary.json").read_text())
+    assert [m["model"] for m in summary["models"]] == ["M1", "M2", "M3"]
+    assert [(m["vs_previous"], m["vs_M1"]) for m in summary["models"]] == [
+        (None, None), ({"wins": 0, "ties": 2, "losses": 0}, None),
+        ({"wins": 0, "ties": 2, "losses": 0}, {"wins": 0, "ties": 2, "losses": 0})]
+    text = (run / "summary.txt").read_text()
+    table = text[text.index("Each model on IFEval"):].splitlines()
+    assert table[2].split()[0] == "M1" and table[4].split()[-2:] == ["0/2/0", "0/2/0"]

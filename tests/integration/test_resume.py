@@ -41,7 +41,8 @@ def test_rerun_of_a_finished_run_recomputes_nothing(run_copy, tiny_model_dir, ca
     assert tokens(run_copy) == before
     assert {p: p.stat().st_mtime_ns for p in run_copy.rglob("*.jsonl")} == mtimes
     out = capsys.readouterr().out
-    assert out.count("[skip]") == 15 and "[run ]" not in out  # 11 stages of the loop, eval-judge of M0..M3
+    # 11 stages of the loop, eval-judge of M0..M3, eval of M1..M3, compare of M2 and M3
+    assert out.count("[skip]") == 20 and "[run ]" not in out
 
 
 def test_crash_in_iteration_2_sample_redoes_only_from_there(run_copy, tiny_model_dir):
@@ -62,7 +63,7 @@ def test_crash_in_iteration_2_sample_redoes_only_from_there(run_copy, tiny_model
     # the chain is consistent again
     assert json.loads((run_copy / "iter2" / "judge.done.json").read_text())["after"] == after["iter2/sample"]
     # of the evaluations, only M3's model was recomputed
-    assert [k for k in eval_keys(2) if after[k] != before[k]] == ["eval/judge-M3"]
+    assert [k for k in eval_keys(2) if after[k] != before[k]] == ["eval/judge-M3", "eval/eval-M3", "eval/compare-M3"]
 
 
 def test_changed_setting_is_refused_then_redone_with_redo(run_copy, tiny_model_dir):
@@ -106,7 +107,7 @@ def test_single_stage_command_makes_later_stages_stale(run_copy, capsys):
     assert tokens(run_copy)["iter2/pairs"] != before["iter2/pairs"]
     capsys.readouterr()
     assert cli.main(["status", str(run_copy)]) == 0
-    status = {line[:28].strip(): line[28:].strip() for line in capsys.readouterr().out.splitlines()[:15]}
+    status = {line[:28].strip(): line[28:].strip() for line in capsys.readouterr().out.splitlines()[:20]}
     assert status["pairs (iteration 2)"] == "done" and status["dpo (iteration 2)"] == "stale"
     assert [k for k, v in status.items() if v != "done"] == ["dpo (iteration 2)"]
 
@@ -135,7 +136,7 @@ def test_redoing_an_eval_judge_stage_leaves_the_loop_done(run_copy, capsys):
     capsys.readouterr()
     resume(run_copy, cfg)
     out = capsys.readouterr().out
-    assert out.count("[skip]") == 15 and "[run ]" not in out
+    assert out.count("[skip]") == 20 and "[run ]" not in out
     assert tokens(run_copy) == after
 
     # another judge_eval setting: the evaluations are refused, then redone with --redo; the loop is untouched
@@ -145,7 +146,7 @@ def test_redoing_an_eval_judge_stage_leaves_the_loop_done(run_copy, capsys):
         pipeline.check_changes(rd, fewer, redo=False)
     resume(run_copy, fewer, redo=True)
     redone = tokens(run_copy)
-    assert [k for k in after if after[k] != redone[k]] == eval_keys(2)
+    assert [k for k in after if after[k] != redone[k]] == [f"eval/judge-M{t}" for t in range(4)]
     assert rd.marker(Stage(EVAL_JUDGE, 3))["stats"]["prompts"] == 1
 
 
@@ -196,8 +197,9 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
 
     assert "[done] sample" not in log.read_text()
     before = tokens(run_dir)
-    # eval-judge of M0 and M1 ran before gen-prompts (the real tiny model judged: nothing parsed, still done)
-    assert sorted(before) == ["eval/judge-M0", "eval/judge-M1", "iter1/gen-prompts", "sft/sft"]
+    # eval-judge of M0 and M1 ran before gen-prompts (the real tiny model judged: nothing parsed, still done), and
+    # eval of M1 after it (it answers the held-back prompts gen-prompts wrote)
+    assert sorted(before) == ["eval/eval-M1", "eval/judge-M0", "eval/judge-M1", "iter1/gen-prompts", "sft/sft"]
     assert rd.marker(Stage("sample", 1)) is None
     assert not (run_dir / "iter1" / "candidates.jsonl").exists()
     assert (run_dir / "iter1" / "prompts.jsonl").is_file() and (run_dir / "sft" / "model").is_dir()

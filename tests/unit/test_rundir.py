@@ -7,7 +7,7 @@ import pytest
 
 from selfreward.config import ModelConfig, load_config
 from selfreward.errors import UserError
-from selfreward.rundir import EVAL_JUDGE, RunDir, Stage, plan, previous, require_done, stage_config
+from selfreward.rundir import EVAL_JUDGE, ITER_STAGES, RunDir, Stage, plan, previous, require_done, stage_config
 
 
 def cfg(*overrides):
@@ -232,7 +232,52 @@ def test_pipeline_plan_follows_judge_eval_max_prompts():
 
     assert EJ(0) in run_plan(cfg()) and EJ(3) in run_plan(cfg())  # default: every prompt
     assert EJ(3) in run_plan(cfg("judge_eval.max_prompts=2"))
-    assert run_plan(cfg("judge_eval.max_prompts=0")) == plan(2)
+    assert run_plan(cfg("judge_eval.max_prompts=0", "eval.suites=[]", "eval.compare_prompts=0")) == plan(2)
+
+
+# --- benchmark evaluation (eval) and head to head (compare) -----------------------------------------------------
+
+def test_plan_with_evals_and_compare():
+    names = [str(s) for s in plan(3, evals=True, compare=True)]
+    assert names == [
+        "sft", "gen-prompts (iteration 1)", "eval (M1)",  # M1 answers the held-back prompts iteration 1 wrote
+        "sample (iteration 1)", "judge (iteration 1)", "pairs (iteration 1)", "dpo (iteration 1)",
+        "eval (M2)", "compare (M2)",
+        "gen-prompts (iteration 2)", "sample (iteration 2)", "judge (iteration 2)", "pairs (iteration 2)",
+        "dpo (iteration 2)", "eval (M3)", "compare (M3)",
+        "gen-prompts (iteration 3)", "sample (iteration 3)", "judge (iteration 3)", "pairs (iteration 3)",
+        "dpo (iteration 3)", "eval (M4)", "compare (M4)",
+    ]
+    assert [s for s in plan(2, evals=True) if s.name == "compare"] == []
+
+
+def test_previous_of_evals_and_compare():
+    assert previous(Stage("eval", 1)) == GEN1
+    assert previous(Stage("eval", 2)) == Stage("dpo", 1)
+    assert previous(Stage("compare", 3)) == Stage("eval", 3)
+    # the loop never reads an evaluation
+    loop = [s for s in plan(3, judge_eval=True, evals=True, compare=True) if s.name in ITER_STAGES]
+    assert all(previous(s).name not in ("eval", "compare", EVAL_JUDGE) for s in loop)
+
+
+def test_pipeline_plan_follows_eval_config():
+    from selfreward.pipeline import run_plan
+
+    off = ["judge_eval.max_prompts=0"]
+    assert Stage("compare", 2) in run_plan(cfg(*off))  # default: ifeval and the head-to-head
+    assert Stage("eval", 2) in run_plan(cfg(*off, "eval.compare_prompts=0"))
+    assert Stage("compare", 2) not in run_plan(cfg(*off, "eval.compare_prompts=0"))
+    assert Stage("eval", 2) in run_plan(cfg(*off, "eval.suites=[]"))  # answers for the head-to-head
+
+
+def test_eval_and_compare_markers_live_in_eval_dir(tmp_path):
+    rd, c = RunDir(tmp_path), cfg()
+    rd.mark_done(Stage("eval", 2), c, Stage("dpo", 1), {})
+    rd.mark_done(Stage("compare", 2), c, Stage("eval", 2), {})
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["compare-M2.done.json", "eval-M2.done.json"]
+    assert rd.state(Stage("compare", 2), c, Stage("eval", 2)) == "done"
+    assert rd.state(Stage("compare", 2), cfg("eval.max_new_tokens=64"), Stage("eval", 2)).startswith("changed")
+    assert rd.state(Stage("compare", 2), cfg("judge.max_new_tokens=64"), Stage("eval", 2)).startswith("changed")
 
 
 def test_eval_judge_marker_layout(tmp_path):

@@ -10,6 +10,7 @@ same interface, so "the model judges itself" and "another model judges" differ o
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +20,10 @@ Message = dict[str, str]
 
 BACKENDS = {
     "transformers": "selfreward.backends.hf:HFGenerator",
+    "openai": "selfreward.backends.openai:OpenAIGenerator",
+    "vllm": "selfreward.backends.vllm:VLLMGenerator",
 }
+AUTO = "auto"  # vllm where it pays (a CUDA GPU, vLLM installed), else transformers; see resolve_backend
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,19 @@ class Generator(Protocol):
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]: ...
 
     def close(self) -> None: ...
+
+
+def resolve_backend(name: str, needs_probs: bool = False) -> str:
+    """`name`, or for "auto": vllm on a CUDA machine where vLLM is installed, else transformers. Also transformers
+    when token probabilities are needed (judge.mode=expected), which only that backend gives."""
+    if name != AUTO:
+        return name
+    import torch  # here, not at the top: the config check imports this module
+
+    # find_spec, not import: importing vLLM takes seconds and starts nothing we need yet.
+    if not needs_probs and torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "transformers"
 
 
 def make_generator(backend: str, model_path: str, **kwargs) -> Generator:

@@ -24,11 +24,13 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
         filt.add_reference(s)
     pool = example_pool(seeds)
     rng = random.Random(f"{cfg.seed}-{t}")
+    held_back = cfg.eval.compare_prompts if t == 1 else 0  # the evals' head-to-head prompts, never trained on
+    target = c.num_prompts + held_back
     kept, rejected, reasons = [], [], Counter()
     gen = open_generator(cfg, model_for(cfg, rd, t, c.model))
     try:
         for round_ in range(c.max_rounds):
-            missing = c.num_prompts - len(kept)
+            missing = target - len(kept)
             if missing <= 0:
                 break
             # Ask for more than is missing: on a small model most drafts fail a filter.
@@ -38,7 +40,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
                                 desc=f"gen-prompts {t} (round {round_ + 1})")
             for (raw,) in outs:
                 text = clean(raw)
-                why = filt.reason(text) if len(kept) < c.num_prompts else "over target"
+                why = filt.reason(text) if len(kept) < target else "over target"
                 if why is None:
                     kept.append(text)
                 else:
@@ -50,5 +52,11 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     if not kept:
         raise UserError(f"iteration {t}: no generated prompt passed the filters ({dict(reasons)}); "
                         f"see {rd.artifact(t, 'prompts.rejected.jsonl')}")
-    write_jsonl(rd.artifact(t, "prompts.jsonl"), ({"id": i, "prompt": p} for i, p in enumerate(kept)))
-    return {"prompts_kept": len(kept), "prompts_generated": len(kept) + len(rejected), "rejected": dict(reasons)}
+    # Short of the target, training keeps at least half of what passed.
+    split = len(kept) - min(held_back, len(kept) // 2)
+    train, held = kept[:split], kept[split:]
+    write_jsonl(rd.artifact(t, "prompts.jsonl"), ({"id": i, "prompt": p} for i, p in enumerate(train)))
+    if held_back:
+        write_jsonl(rd.artifact(t, "prompts.heldout.jsonl"), ({"id": i, "prompt": p} for i, p in enumerate(held)))
+    return {"prompts_kept": len(train), "prompts_held_back": len(held), "prompts_generated": len(kept) + len(rejected),
+            "rejected": dict(reasons)}

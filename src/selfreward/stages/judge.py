@@ -12,7 +12,7 @@ from selfreward.judge import load_template
 from selfreward.records import read_jsonl, write_jsonl
 from selfreward.rundir import RunDir
 from selfreward.scoring import score_items
-from selfreward.stages import model_for, open_generator
+from selfreward.stages import judge_view, model_for, open_generator
 
 
 def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
@@ -20,7 +20,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     template = load_template(c.template)
     candidates = read_jsonl(rd.artifact(t, "candidates.jsonl"))
     judge_path = model_for(cfg, rd, t, c.model)
-    gen = open_generator(cfg, judge_path)
+    gen = open_generator(judge_view(cfg), judge_path)
     try:
         scored = score_items(gen, template, [(x["prompt"], x["response"]) for x in candidates], c,
                              cfg.seed + 2000 * t, desc=f"judge {t}")

@@ -1,0 +1,197 @@
+"""`selfreward bench`: one self-rewarding iteration's heavy stages (sample, judge, DPO) timed in the library's
+configuration and in a naive configuration of the same code, in the same run, beside the machine's generation
+ceiling for the model.
+
+    fast   dtype auto (bf16 where the hardware has it); up to --batch-size sequences per forward pass within the
+           memory budget; each prompt read once for its n samples; the prefix all judge prompts share (chat
+           header and rubric) computed once per call; DPO in mixed precision, reference log-probs computed once
+    naive  fp32; one sequence per forward pass, so every answer and every judgment re-reads its whole prompt;
+           no shared prefix; DPO in fp32 with the reference model run at every step
+
+Each configuration runs in a process of its own (bench_worker), so its peak memory is its own. The naive one
+judges the fast one's answers and trains on its pairs: judge and DPO time the same work in both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from selfreward.errors import UserError
+
+STAGES = ["sample", "judge", "dpo"]
+CONFIGS = {
+    "fast": {"dtype": "auto", "reuse_prefix": True, "mixed_precision": "auto", "precompute_ref_log_probs": True},
+    "naive": {"dtype": "float32", "batch_size": 1, "reuse_prefix": False, "mixed_precision": "fp32",
+              "precompute_ref_log_probs": False},
+}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The documented configuration (docs/benchmarks.md): the tiny-cpu recipe's per-iteration settings (n, answer
+    and judgment lengths, k, DPO batch) on 8 prompts, so that the naive run ends within minutes on 2 CPU cores."""
+    prompts: int = 8
+    n: int = 4
+    max_new_tokens: int = 128
+    k: int = 3
+    judge_max_new_tokens: int = 96
+    batch_size: int = 64  # the largest batch the ceiling tries: the fast configuration is not capped below it
+    dpo_batch_size: int = 4
+    dpo_max_length: int = 768
+    ceiling_batches: tuple[int, ...] = (8, 16, 32, 64)
+    drift_candidates: int = 16
+
+
+def run(model: str, settings: BenchSettings, naive: bool = True, work: Path | None = None) -> dict:
+    from selfreward.config import ModelConfig
+    from selfreward.data import load_ift
+    from selfreward.models import resolve_model
+
+    model_path = resolve_model(ModelConfig(name=model))
+    prompts = [row["prompt"] for row in load_ift("builtin", settings.prompts, seed=0)]
+    with tempfile.TemporaryDirectory(prefix="selfreward-bench-") as tmp:
+        root = Path(work or tmp)
+        common = {"model": model_path, "prompts": prompts, "settings": asdict(settings)}
+        report = {"model": model, "model_path": model_path, "settings": asdict(settings), "machine": machine()}
+        report["ceiling"] = _spawn(root / "ceiling", {**common, "kind": "ceiling", "dtype": "auto"})
+        report["fast"] = _spawn(root / "fast", {**common, "kind": "iteration", "batch_size": settings.batch_size,
+                                                **CONFIGS["fast"]})
+        if naive:
+            report["naive"] = _spawn(root / "naive", {**common, "kind": "iteration", **CONFIGS["naive"],
+                                                      "judge_candidates": str(root / "fast" / "candidates.jsonl"),
+                                                      "dpo_pairs": str(root / "fast" / "pairs.jsonl")})
+        if work is not None:
+            report["work"] = str(root)
+        fast_pairs = _read_jsonl(root / "fast" / "pairs.jsonl")
+    report["summary"] = summarize(report, fast_pairs)
+    return report
+
+
+def _spawn(work: Path, spec: dict) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    spec = {**spec, "work": str(work), "result": str(work / "result.json")}
+    (work / "spec.json").write_text(json.dumps(spec, indent=1))
+    name = work.name
+    print(f"bench: running the {name} configuration", file=sys.stderr, flush=True)
+    rc = subprocess.run([sys.executable, "-m", "selfreward.bench_worker", str(work / "spec.json")]).returncode
+    if rc != 0:
+        raise UserError(f"benchmark configuration '{name}' failed (exit status {rc}); its output is above")
+    return json.loads((work / "result.json").read_text())
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize(report: dict, fast_pairs: list[dict]) -> dict:
+    fast = report["fast"]["stages"]
+    out = {"iteration_s": {"fast": round(sum(fast[s]["wall_s"] for s in STAGES), 2)},
+           "sample_fraction_of_ceiling": round(fast["sample"]["generated_tok_s"] / report["ceiling"]["tok_s"], 3)}
+    if "naive" not in report:
+        return out
+    naive = report["naive"]["stages"]
+    out["iteration_s"]["naive"] = round(sum(naive[s]["wall_s"] for s in STAGES), 2)
+    out["speedup"] = {s: round(naive[s]["wall_s"] / fast[s]["wall_s"], 2) for s in STAGES}
+    out["speedup"]["iteration"] = round(out["iteration_s"]["naive"] / out["iteration_s"]["fast"], 2)
+    out["bf16_vs_fp32"] = {**logprob_drift(report["fast"]["response_logprobs"], report["naive"]["response_logprobs"]),
+                           **judge_agreement(report["fast"]["judge_scores"], report["naive"]["judge_scores"],
+                                             fast_pairs),
+                           **expected_agreement(report["fast"]["expected_judgments"],
+                                                report["naive"]["expected_judgments"])}
+    return out
+
+
+def logprob_drift(a: list[list[float]], b: list[list[float]]) -> dict:
+    """Per-token log-probabilities of the same responses under both configurations' dtype."""
+    diffs = [abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+    if not diffs:
+        return {"logprob_tokens": 0}
+    means = [(statistics.fmean(ra), statistics.fmean(rb)) for ra, rb in zip(a, b) if ra]
+    return {"logprob_tokens": len(diffs), "logprob_abs_diff_mean": round(statistics.fmean(diffs), 4),
+            "logprob_abs_diff_max": round(max(diffs), 4),
+            "response_mean_logprob_abs_diff": round(statistics.fmean(abs(x - y) for x, y in means), 4)}
+
+
+def judge_agreement(fast: list[float | None], naive: list[float | None], pairs: list[dict]) -> dict:
+    """The two judges scored the same answers; sampled judgments differ by sampling noise as well as by dtype."""
+    both = [(f, n) for f, n in zip(fast, naive) if f is not None and n is not None]
+    judged = [p for p in pairs if p["judged"]]
+    same_order = sum(naive[p["chosen_id"]] is not None and naive[p["rejected_id"]] is not None
+                     and naive[p["chosen_id"]] > naive[p["rejected_id"]] for p in judged)
+    return {"judge_scored_by_both": len(both),
+            "judge_mean_score": {"fast": _mean([f for f, _ in both]), "naive": _mean([n for _, n in both])},
+            "judge_mean_abs_diff": _mean([abs(f - n) for f, n in both]),
+            "judged_pairs": len(judged), "pairs_same_order_by_naive_judge": same_order}
+
+
+def expected_agreement(a: dict, b: dict) -> dict:
+    """Greedy judgments and expected scores of the same answers: no sampling, so differences come from the dtype."""
+    both = [(x, y) for x, y in zip(a["score"], b["score"]) if x is not None and y is not None]
+    diffs = [abs(x - y) for x, y in both]
+    return {"expected_judgments": len(a["raw"]),
+            "expected_greedy_texts_identical": sum(x == y for x, y in zip(a["raw"], b["raw"])),
+            "expected_scored_by_both": len(both), "expected_score_abs_diff_mean": _mean(diffs),
+            "expected_score_abs_diff_max": round(max(diffs), 3) if diffs else None,
+            # half up, as judge_metrics counts them
+            "expected_rounded_scores_agree": sum(math.floor(x + 0.5) == math.floor(y + 0.5) for x, y in both)}
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 3) if xs else None
+
+
+def machine() -> dict:
+    import torch
+    import transformers
+    import trl
+
+    from selfreward.models import bf16_supported
+
+    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "bf16": bf16_supported(), "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl.__version__}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def table(report: dict) -> str:
+    configs = [c for c in ("fast", "naive") if c in report]
+    rows = [("stage", "metric", *configs, "naive/fast" if len(configs) == 2 else "")]
+    metrics = {"sample": ["wall_s", "generated_tok_s", "processed_tok_s", "peak_rss_mb"],
+               "judge": ["wall_s", "generated_tok_s", "processed_tok_s", "peak_rss_mb"],
+               "dpo": ["wall_s", "s_per_step", "tok_s", "peak_rss_mb"]}
+    for stage, keys in metrics.items():
+        for key in keys:
+            values = [report[c]["stages"][stage][key] for c in configs]
+            ratio = f"{values[1] / values[0]:.2f}x" if len(values) == 2 and key in ("wall_s", "s_per_step") else ""
+            rows.append((stage, key, *map(str, values), ratio))
+    s = report["summary"]
+    ratio = f"{s['speedup']['iteration']:.2f}x" if "speedup" in s else ""
+    rows.append(("iteration", "wall_s", *(str(s["iteration_s"][c]) for c in configs), ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    c = report["ceiling"]
+    lines.append(f"\nceiling: {c['tok_s']} generated tok/s (batch {c['best_batch']}; "
+                 + ", ".join(f"{b}: {v['tok_s']}" for b, v in c["by_batch"].items())
+                 + f"); sample stage at {s['sample_fraction_of_ceiling']:.0%} of it")
+    if "bf16_vs_fp32" in s:
+        lines.append(f"{report['fast']['dtype']} (fast) vs {report['naive']['dtype']} (naive), same answers:")
+        lines += [f"  {key}: {value}" for key, value in s["bf16_vs_fp32"].items()]
+    return "\n".join(lines)
