@@ -170,7 +170,8 @@ def iteration(spec: dict) -> dict:
     write_jsonl(work / "pairs.jsonl", pairs)
     dpo = dpo_stage(spec, pairs)
     return {"stages": {"sample": sample, "judge": judge, "dpo": dpo}, "judge_scores": [r["score"] for r in rows],
-            "response_logprobs": logprobs, "expected_judgments": expected, "dtype": dtype, "torch_threads": torch.get_num_threads()}
+            "response_logprobs": logprobs, "expected_judgments": expected, "dtype": dtype,
+            "torch_threads": torch.get_num_threads()}
 
 
 def ceiling(spec: dict) -> dict:

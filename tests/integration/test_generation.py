@@ -159,3 +159,30 @@ def test_greedy_with_several_completions(tiny_model_dir):
         gen.close()
     # greedy is deterministic: n identical completions, the same as a single greedy completion
     assert out == [[s[0]] * 3 for s in single]
+
+
+def test_model_without_chat_template_uses_model_chat_template(tiny_model_dir, tmp_path):
+    """A base model has no chat template: generation stages take model.chat_template, as training does."""
+    import shutil
+
+    from selfreward.backends import Sampling
+    from selfreward.config import load_config
+    from selfreward.errors import UserError
+    from selfreward.stages import open_generator
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (base / name).unlink(missing_ok=True)
+    config = base / "tokenizer_config.json"
+    config.write_text(config.read_text().replace('"chat_template"', '"_dropped_chat_template"'))
+    with pytest.raises(UserError, match="has no chat template"):
+        open_generator(load_config(None, ["generation.backend=transformers"]), str(base))
+    gen = open_generator(load_config(None, ["generation.backend=transformers", "model.chat_template=builtin-llama2",
+                                            "model.dtype=float32"]), str(base))
+    try:
+        assert "[INST]" in gen._prompt_text([{"role": "user", "content": "Hi"}])
+        (out,) = gen.generate([[{"role": "user", "content": "Hi"}]], Sampling(n=1, max_new_tokens=3))
+        assert len(out) == 1
+    finally:
+        gen.close()

@@ -51,10 +51,12 @@ _NO_PREFIX = _Prefix([], None)
 
 class HFGenerator:
     def __init__(self, model_path: str, dtype: torch.dtype = torch.float32, batch_size: int = 16,
-                 trust_remote_code: bool = False, reuse_prefix: bool = True, memory_budget: int | None = None):
+                 trust_remote_code: bool = False, reuse_prefix: bool = True, memory_budget: int | None = None,
+                 chat_template: str | None = None):
         """batch_size: the most sequences per forward pass; memory_budget: bytes one batch may take (None: a share
-        of the memory free at each call); reuse_prefix=False re-reads the shared prefix in every batch."""
-        self.tokenizer = load_tokenizer(model_path, trust_remote_code, padding_side="left")
+        of the memory free at each call); reuse_prefix=False re-reads the shared prefix in every batch;
+        chat_template: for a model without one (model.chat_template)."""
+        self.tokenizer = load_tokenizer(model_path, trust_remote_code, padding_side="left", chat_template=chat_template)
         self.model = load_model(model_path, dtype, trust_remote_code)
         self.batch_size = batch_size
         self.memory_budget = memory_budget

@@ -18,10 +18,9 @@ def open_generator(cfg: RunConfig, model_path: str) -> Generator:
         return make_generator(backend, model_path, base_url=g.base_url, api_key_env=g.api_key_env,
                               parallel=g.batch_size)
     local = {"dtype": resolve_dtype(cfg.model.dtype), "batch_size": g.batch_size,
-             "trust_remote_code": cfg.model.trust_remote_code}
+             "trust_remote_code": cfg.model.trust_remote_code, "chat_template": cfg.model.chat_template}
     if backend == "vllm":
-        return make_generator(backend, model_path, **local, tensor_parallel_size=g.tensor_parallel_size,
-                              chat_template=cfg.model.chat_template)
+        return make_generator(backend, model_path, **local, tensor_parallel_size=g.tensor_parallel_size)
     if g.tensor_parallel_size > 1 and g.backend == AUTO:  # a named backend was checked with the config
         raise UserError(f"generation.tensor_parallel_size={g.tensor_parallel_size} needs the vllm backend, but "
                         "generation.backend=auto chose transformers (vllm needs a CUDA GPU, pip install "
