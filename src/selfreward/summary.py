@@ -74,8 +74,6 @@ def _fmt(key: str, value: Any) -> str:
         return "-"
     if key == "score_histogram":
         return "/".join(str(value.get(str(s), 0)) for s in range(6))
-    if key in ("vs_previous", "vs_M1"):
-        return f"{value['wins']}/{value['ties']}/{value['losses']}"
     if key in ("parse_failure_rate", "pairwise_accuracy", "shorter_preferred_accuracy", "length_baseline_accuracy",
                "prompt_strict", "prompt_loose", "inst_strict", "inst_loose"):
         return f"{100 * value:.1f}%"

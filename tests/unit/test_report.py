@@ -90,6 +90,7 @@ def test_evaluations(built):
     assert [(w["a"], w["b"], w["n"], w["win_rate"]) for w in r["win_rates"]] == [("M2", "M1", 20, 0.35),
                                                                                   ("M3", "M1", 20, 0.45)]
     assert r["win_rates"][0]["ci"]["win_rate"] == [0.15, 0.55]
+    assert [w["parse_failures"] for w in r["win_rates"]] == [3, None]  # the M3 file predates the field
     assert r["suites"] == {"mtbench": [{"model": "M1", "iteration": 1, "score": 2.45},
                                        {"model": "M2", "iteration": 2, "score": 2.6}]}
     assert r["missing"] == {}
@@ -126,6 +127,7 @@ def test_markdown_and_plot_files(built):
                            "win_rates.png", "ifeval.png", "suites.png"])
     assert all(f"](report/{name})" in md for name in pngs)
     assert "| 1 | sample | 24 | 54.2% | 2 | 3 | 0/0/1/3/2/0 |" in md
+    assert "| M2 vs M1 | M1 | 20 | 35.0% [15.0, 55.0] | 30.0% [10.0, 50.0] | 35.0% [15.0, 55.0] | 3 of 40 |" in md
     assert all((built / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in pngs)
 
 

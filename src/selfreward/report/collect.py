@@ -166,7 +166,8 @@ def _compare(path: Path) -> dict[str, Any]:
     return {"a": f"M{a}", "b": f"M{b}", "judge": d.get("judge"), "prompts": d.get("prompts"),
             **{k: d[k] for k in COUNT_KEYS}, **{k: _r(d[k]) for k in RATE_KEYS},
             "ci": {k: [_r(x) for x in ci[k]] if ci else None for k in RATE_KEYS},
-            "mean_len_a": _r(d.get("mean_len_a"), 1), "mean_len_b": _r(d.get("mean_len_b"), 1)}
+            "mean_len_a": _r(d.get("mean_len_a"), 1), "mean_len_b": _r(d.get("mean_len_b"), 1),
+            "parse_failures": d.get("parse_failures")}  # unparseable verdicts, each counted as a tie
 
 
 # what is missing, and why ---------------------------------------------------------------------------------

@@ -77,9 +77,15 @@ def agreement_table(r: dict) -> Table | None:
 
 def win_table(r: dict) -> Table | None:
     rows = [[f"{w['a']} vs {w['b']}", _v(w["judge"]), _v(w["n"]), _pct_ci(w, "win_rate"), _pct_ci(w, "tie_rate"),
-             _pct_ci(w, "loss_rate"), _v(w["mean_len_a"]), _v(w["mean_len_b"])] for w in r["win_rates"]]
-    return (["comparison", "judge", "n", "win [95%]", "tie [95%]", "loss [95%]", "len a", "len b"],
+             _pct_ci(w, "loss_rate"), _unparsed(w), _v(w["mean_len_a"]), _v(w["mean_len_b"])] for w in r["win_rates"]]
+    return (["comparison", "judge", "n", "win [95%]", "tie [95%]", "loss [95%]", "unparsed verdicts", "len a",
+             "len b"],
             rows) if rows else None
+
+
+def _unparsed(w: dict) -> str:
+    """Unparseable verdicts of the 2n (both orders); they count as ties, so many of them explain a wall of ties."""
+    return "-" if w.get("parse_failures") is None else f"{w['parse_failures']} of {2 * w['n']}"
 
 
 def ifeval_table(r: dict) -> Table | None:
@@ -108,7 +114,8 @@ SECTIONS = [
             "Each model as a judge on data.eft_eval, beside the length heuristic (the longer answer wins) and "
             "random scores on the same responses. Only accuracy above the length heuristic is signal."),
     Section("Win rates", "win_rates", win_table, _eval_why("win_rates"),
-            "Pairwise comparison, both answer orders; a win only when both orders agree."),
+            "Pairwise comparison, both answer orders; a win only when both orders agree. An unparseable verdict "
+            "counts as a tie."),
     Section("IFEval", "ifeval", ifeval_table, _eval_why("ifeval")),
     Section("Benchmark suites", "suites", suite_table, _eval_why("suites")),
 ]

@@ -40,7 +40,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
                     [{"id": a["id"], **r} for a, r in zip(new, rows)])
         write_json(rd.eval_dir / f"compare-M{t}-vs-M{s}.json", result)
         print(table(f"M{t} (A) vs M{s} (B), judge {judge_name}, {len(rows)} prompts", result), flush=True)
-        stats[f"vs_M{s}"] = {k: result[k] for k in ("wins", "ties", "losses")}
+        stats[f"vs_M{s}"] = f"{result['wins']}/{result['ties']}/{result['losses']}"  # wins/ties/losses of M_t
     return stats
 
 
