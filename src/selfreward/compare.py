@@ -39,8 +39,14 @@ def render(template: str, instruction: str, first: str, second: str) -> str:
     broken, so an answer cannot carry a verdict marker into the judge's prompt."""
     tags = set(_TAG.findall(template))
     values = {"instruction": instruction, "answer_a": first, "answer_b": second}
-    return _PLACEHOLDER.sub(lambda m: _DOUBLE_BRACKET.sub("[ ", neutralize(values[m.group(1)].strip(), tags)),
+    return _PLACEHOLDER.sub(lambda m: defuse(values[m.group(1)], tags),
                             template)
+
+
+def defuse(text: str, markers: set[str]) -> str:
+    """Untrusted text for a judge prompt: chat markers and the template's own markers made inert, and every "[["
+    broken, so the text cannot carry a verdict or rating marker into the prompt."""
+    return _DOUBLE_BRACKET.sub("[ ", neutralize(text.strip(), markers))
 
 
 def parse_verdict(text: str) -> str | None:
@@ -118,12 +124,12 @@ def summarize(rows: list[dict], seed: int = 0) -> dict:
         "parse_failures": verdicts.count(None),
         "verdicts": {"first": verdicts.count("A"), "second": verdicts.count("B"), "tie": verdicts.count("tie"),
                      "unparsed": verdicts.count(None)},
-        "mean_len_a": _mean_len([r["answer_a"] for r in rows]),
-        "mean_len_b": _mean_len([r["answer_b"] for r in rows]),
+        "mean_len_a": mean_len([r["answer_a"] for r in rows]),
+        "mean_len_b": mean_len([r["answer_b"] for r in rows]),
     }
 
 
-def _mean_len(texts: list[str]) -> float | None:
+def mean_len(texts: list[str]) -> float | None:
     return round(statistics.fmean(len(t) for t in texts), 1) if texts else None
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from selfreward.backends import Generator, Message, Sampling
+from selfreward.compare import defuse
 from selfreward.errors import UserError
-from selfreward.judge import neutralize
 from selfreward.records import check_fields, read_jsonl
 
 SUITES = {"mtbench": ("mtbench_question.jsonl", "mtbench_reference_gpt-4.jsonl"),
@@ -45,7 +45,6 @@ MIN_RATING, MAX_RATING = 1.0, 10.0
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 _FIELD = re.compile(r"\{(\w+)\}")
-_DOUBLE_BRACKET = re.compile(r"\[(?=\[)")
 _USER = "\n<<<USER>>>\n"
 
 
@@ -148,7 +147,7 @@ def fill(template: str, values: dict[str, str]) -> str:
     lines (its "[The End of ...]" delimiters, "### Assistant A:" headers) are made inert, and every "[[" is
     broken, as compare.render does, so an answer cannot hand the judge a "[[rating]]" to copy."""
     markers = {line.strip() for line in _FIELD.sub("\n", template).splitlines() if line.strip()}
-    safe = {key: _DOUBLE_BRACKET.sub("[ ", neutralize(text.strip(), markers)) for key, text in values.items()}
+    safe = {key: defuse(text, markers) for key, text in values.items()}
     return _FIELD.sub(lambda m: safe[m.group(1)], template)
 
 

@@ -8,11 +8,10 @@ answers-M<t>.heldout.jsonl, which the compare stages read.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 from selfreward.backends import Generator, Sampling
-from selfreward.compare import answer, greedy
+from selfreward.compare import answer, greedy, mean_len
 from selfreward.config import RunConfig
 from selfreward.evals import alpaca, mtbench
 from selfreward.evals.ifeval import load_ifeval, score_ifeval
@@ -68,7 +67,7 @@ def heldout_path(rd: RunDir, t: int) -> Path:
 def _heldout(cfg: RunConfig, label: str, out: Path, gen: Generator, rows: list[dict]) -> dict:
     answers = answer(gen, rows, label, cfg.eval.max_new_tokens, cfg.seed, desc=f"eval {label}: held-back prompts")
     write_jsonl(out / f"answers-{label}.heldout.jsonl", answers)
-    return {"heldout_answers": len(answers), "heldout_mean_chars": _mean_chars([a["answer"] for a in answers])}
+    return {"heldout_answers": len(answers), "heldout_mean_chars": mean_len([a["answer"] for a in answers])}
 
 
 def _ifeval(cfg: RunConfig, label: str, out: Path, gen: Generator, sampling: Sampling, rows: list[dict]) -> dict:
@@ -80,7 +79,7 @@ def _ifeval(cfg: RunConfig, label: str, out: Path, gen: Generator, sampling: Sam
     write_jsonl(out / f"ifeval-{label}.responses.jsonl",
                 [{**r, "prompt": row["prompt"], "response": resp} for r, row, resp in zip(per_row, rows, responses)])
     write_json(out / f"ifeval-{label}.json", {"model": label, "iteration": _iteration(label), **result,
-                                              "mean_length_chars": _mean_chars(responses)})
+                                              "mean_length_chars": mean_len(responses)})
     print(f"IFEval {label} ({result['n_prompts']} prompts): prompt-level strict {result['prompt_strict']:.3f}, "
           f"loose {result['prompt_loose']:.3f}; instruction-level strict {result['inst_strict']:.3f}, "
           f"loose {result['inst_loose']:.3f}", flush=True)
@@ -128,6 +127,3 @@ def _iteration(label: str) -> int | None:
     """t of a run's model M<t>; None for a model outside a run."""
     return int(label[1:]) if label[:1] == "M" and label[1:].isdigit() else None
 
-
-def _mean_chars(texts: list[str]) -> float | None:
-    return round(statistics.fmean(len(x) for x in texts), 1) if texts else None
