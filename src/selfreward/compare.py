@@ -1,92 +1,38 @@
-"""Head-to-head evaluation: two models answer the same prompts; a pairwise judge decides every pair twice.
+"""Head-to-head evaluation: two models answer the same prompts; a pairwise judge decides every pair in both orders.
 
-The protocol of the paper's GPT-4 evaluation: the judge sees the two answers in one order, then in the other, and
-says which is better ([[A]], [[B]] or [[tie]], the last marker of its own output). A pair is a win for A only when
-both orders prefer A, a loss only when both prefer B; everything else, including a verdict that cannot be parsed,
-is a tie, so a judge that always picks the first (or second) slot yields ties, never wins. Unparseable verdicts are
-counted apart, and the raw judge texts are kept so they can be parsed again.
+Two ways to read a verdict (eval.judge_mode; auto picks the first where the judge's backend allows it):
+- forced choice: after the pairwise_choice prompt and "Better response:", the judge's next-token probabilities of
+  "A" and "B" give P(first is better) = P(A) / (P(A) + P(B)); asked with A first and with B first, the two are
+  averaged into p_a = P(A is better), so a preference for a slot cancels (selfreward.judges.pairwise.both_orders).
+  A win needs p_a > 0.5 + margin, a loss p_a < 0.5 - margin; anything between is a tie. When the judge puts less
+  than MIN_OPTION_MASS on the two letters in either order p_a is unreadable (None): a tie, counted apart.
+- generated verdicts (judges without probabilities, API servers): the judge writes its reasoning and a verdict,
+  [[A]], [[B]] or [[tie]], the last marker of its own output. A pair is a win for A only when both orders prefer
+  A, a loss only when both prefer B; everything else, including a verdict that cannot be parsed, is a tie, so a
+  judge that always picks the first (or second) slot yields ties, never wins. The raw judge texts are kept.
+Either way the verdicts by slot are counted, and the position bias: per order, the share of prompts whose
+verdict went to the first slot (a judge without one has about 0.5 over both orders together).
 
 Intervals: a percentile bootstrap over prompts. The n outcomes are resampled with replacement `draws` times (a
 seeded random.Random); each rate's interval runs from the 2.5th to the 97.5th percentile of its resampled values
 (statistics.quantiles, inclusive method).
+
+Judge check: the judge's accuracy on human-labelled pairs (LLMBar Natural, shipped), decided the same way in both
+orders, beside the length heuristic on the same pairs, so a head-to-head's verdicts can be weighed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import statistics
-from importlib import resources
 
-from selfreward.backends import Generator, Message, Sampling
+from selfreward.backends import GENERATE, OPTION_PROBS, Generator, Sampling, open_generator, role_backend
 from selfreward.errors import UserError
-from selfreward.judge import neutralize
+from selfreward.judges.pairwise import both_orders, pairwise_verdicts
 
+FORCED, GENERATED = "forced choice", "generated verdicts"
 OUTCOMES = ("win", "tie", "loss")
-_PLACEHOLDER = re.compile(r"\{(instruction|answer_a|answer_b)\}")
-_TAG = re.compile(r"</?[A-Za-z][\w-]*>")
-_DOUBLE_BRACKET = re.compile(r"\[(?=\[)")
-_VERDICT = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.IGNORECASE)
-
-
-def load_template() -> str:
-    return resources.files("selfreward.templates").joinpath("pairwise.txt").read_text(encoding="utf-8")
-
-
-def render(template: str, instruction: str, first: str, second: str) -> str:
-    """One pass, as judge.render. Besides chat markers and the template's tags, every "[[" in the texts is
-    broken, so an answer cannot carry a verdict marker into the judge's prompt."""
-    tags = set(_TAG.findall(template))
-    values = {"instruction": instruction, "answer_a": first, "answer_b": second}
-    return _PLACEHOLDER.sub(lambda m: defuse(values[m.group(1)], tags),
-                            template)
-
-
-def defuse(text: str, markers: set[str]) -> str:
-    """Untrusted text for a judge prompt: chat markers and the template's own markers made inert, and every "[["
-    broken, so the text cannot carry a verdict or rating marker into the prompt."""
-    return _DOUBLE_BRACKET.sub("[ ", neutralize(text.strip(), markers))
-
-
-def parse_verdict(text: str) -> str | None:
-    """'A', 'B' or 'tie' from the last verdict marker of a judge's output; None when it wrote none."""
-    found = _VERDICT.findall(text)
-    if not found:
-        return None
-    last = found[-1]
-    return "tie" if last.lower() == "tie" else last.upper()
-
-
-def combine(v_ab: str | None, v_ba: str | None) -> str:
-    """A's outcome from the verdict with A in the first slot (v_ab) and the one with A in the second (v_ba)."""
-    if v_ab == "A" and v_ba == "B":
-        return "win"
-    if v_ab == "B" and v_ba == "A":
-        return "loss"
-    return "tie"
-
-
-def pairwise_verdicts(judge: Generator, instructions: list[str], answers_a: list[str], answers_b: list[str],
-                      sampling: Sampling, desc: str = "") -> list[dict]:
-    """One row per prompt. Both orders of every pair go to the judge in one generate() call (one verdict each:
-    sampling.n is taken as 1); verdict_ab and verdict_ba are in slot terms, as the judge wrote them."""
-    if not len(instructions) == len(answers_a) == len(answers_b):
-        raise ValueError("instructions, answers_a and answers_b must have the same length")
-    template = load_template()
-    triples = list(zip(instructions, answers_a, answers_b))
-    a_first = [render(template, q, a, b) for q, a, b in triples]
-    b_first = [render(template, q, b, a) for q, a, b in triples]
-    requests: list[list[Message]] = [[{"role": "user", "content": text}] for text in a_first + b_first]
-    outs = judge.generate(requests, dataclasses.replace(sampling, n=1), desc=desc or "compare: judge")
-    n = len(instructions)
-    rows = []
-    for i, (q, a, b) in enumerate(triples):
-        raw_ab, raw_ba = outs[i][0], outs[n + i][0]
-        v_ab, v_ba = parse_verdict(raw_ab), parse_verdict(raw_ba)
-        rows.append({"instruction": q, "answer_a": a, "answer_b": b, "raw_ab": raw_ab, "raw_ba": raw_ba,
-                     "verdict_ab": v_ab, "verdict_ba": v_ba, "outcome": combine(v_ab, v_ba)})
-    return rows
 
 
 def tally(outcomes: list[str], seed: int = 0, draws: int = 2000) -> dict:
@@ -115,12 +61,65 @@ def tally(outcomes: list[str], seed: int = 0, draws: int = 2000) -> dict:
     return {**result, "ci": ci}
 
 
-def summarize(rows: list[dict], seed: int = 0) -> dict:
-    """tally() of the rows' outcomes, with the verdicts per slot (position bias shows as first >> second), the
-    unparseable verdicts (counted as ties above) and the mean answer length of each side in characters."""
-    verdicts = [v for r in rows for v in (r["verdict_ab"], r["verdict_ba"])]
+def decide(p_a: float | None, margin: float) -> str:
+    """A's outcome from the averaged P(A is better) of both orders: win above 0.5 + margin, loss below 0.5 -
+    margin, else (also when unreadable) a tie."""
+    if p_a is None:
+        return "tie"
+    return "win" if p_a > 0.5 + margin else "loss" if p_a < 0.5 - margin else "tie"
+
+
+def judge_needs(backend: str, mode: str) -> frozenset[str]:
+    """What the judge's backend must give: next-token probabilities for forced choice (auto asks for them from any
+    backend that can have them, so auto picks transformers over vLLM), else completions."""
+    if mode == "forced" or mode == "auto" and backend not in ("openai", "vllm"):
+        return frozenset({OPTION_PROBS})
+    return frozenset({GENERATE})
+
+
+def forced(gen: Generator, mode: str) -> bool:
+    if mode == "forced" and OPTION_PROBS not in gen.capabilities:
+        raise UserError("eval.judge_mode=forced needs next-token probabilities, which this judge's backend does not "
+                        "give; use eval.judge_mode=auto (generated verdicts there) or the transformers backend")
+    return mode != "generated" and OPTION_PROBS in gen.capabilities
+
+
+def judge_pairs(gen: Generator, instructions: list[str], answers_a: list[str], answers_b: list[str],
+                sampling: Sampling, margin: float, mode: str = "auto", desc: str = "") -> tuple[str, list[dict]]:
+    """(method, one row per prompt): forced choice or generated verdicts (see the module docstring), both orders
+    of every pair in one call. Forced-choice rows keep the evidence: each order's P(first is better) (p_ab: A
+    first, p_ba: B first) and its raw probabilities of "A" and "B"."""
+    if not forced(gen, mode):
+        return GENERATED, pairwise_verdicts(gen, instructions, answers_a, answers_b, sampling, desc=desc)
+    triples = list(zip(instructions, answers_a, answers_b))
+    rows = []
+    for (q, a, b), ev in zip(triples, both_orders(gen, triples, sampling, desc=desc or "compare: judge")):
+        rows.append({"instruction": q, "answer_a": a, "answer_b": b, "p_a": ev["p_a"],
+                     "p_ab": ev["ab"]["p_first"], "p_ba": ev["ba"]["p_first"],
+                     "option_probs_ab": ev["ab"]["option_probs"], "option_probs_ba": ev["ba"]["option_probs"],
+                     "outcome": decide(ev["p_a"], margin)})
+    return FORCED, rows
+
+
+def summarize(rows: list[dict], seed: int = 0, method: str = GENERATED, margin: float | None = None) -> dict:
+    """tally() of the rows' outcomes, with how they were read: the method (and margin), the mean P(A is better)
+    (forced choice), the verdicts per slot, the position bias, the unreadable prompts (counted as ties), the
+    unparseable verdicts and the mean answer length of each side in characters."""
+    if method == FORCED:
+        ab, ba = [_slot(r["p_ab"]) for r in rows], [_slot(r["p_ba"]) for r in rows]
+        readable = [r["p_a"] for r in rows if r["p_a"] is not None]
+        unreadable = len(rows) - len(readable)
+        mean_p_a = round(statistics.fmean(readable), 4) if readable else None
+    else:
+        ab, ba = [r["verdict_ab"] for r in rows], [r["verdict_ba"] for r in rows]
+        unreadable = sum(x is None or y is None for x, y in zip(ab, ba))
+        mean_p_a = None
+    verdicts = ab + ba
     return {
         **tally([r["outcome"] for r in rows], seed),
+        "method": method, "margin": margin if method == FORCED else None, "mean_p_a": mean_p_a,
+        "position_bias": {"ab": _first_share(ab), "ba": _first_share(ba)},
+        "unreadable": unreadable,
         "parse_failures": verdicts.count(None),
         "verdicts": {"first": verdicts.count("A"), "second": verdicts.count("B"), "tie": verdicts.count("tie"),
                      "unparsed": verdicts.count(None)},
@@ -129,8 +128,25 @@ def summarize(rows: list[dict], seed: int = 0) -> dict:
     }
 
 
+def _slot(p_first: float | None) -> str | None:
+    """A forced choice as a verdict in slot terms."""
+    return None if p_first is None else "A" if p_first > 0.5 else "B" if p_first < 0.5 else "tie"
+
+
+def _first_share(verdicts: list[str | None]) -> float | None:
+    """The share of the read verdicts of one order that went to the first slot."""
+    read = [v for v in verdicts if v is not None]
+    return round(read.count("A") / len(read), 4) if read else None
+
+
 def mean_len(texts: list[str]) -> float | None:
     return round(statistics.fmean(len(t) for t in texts), 1) if texts else None
+
+
+def wtl(result: dict) -> str:
+    """W/T/L, with the mean P(A is better) of a forced choice: the cell of a summary table."""
+    cell = f"{result['wins']}/{result['ties']}/{result['losses']}"
+    return cell if result.get("mean_p_a") is None else f"{cell} p={result['mean_p_a']:.2f}"
 
 
 def table(title: str, result: dict) -> str:
@@ -142,11 +158,25 @@ def table(title: str, result: dict) -> str:
         share = "-" if rate is None else f"{100 * rate:.1f}%"
         interval = "" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
         lines.append(f"{label:10s}{result[count]:>7d}{share:>9s}   {interval}")
-    v = result["verdicts"]
-    lines += [f"verdicts by slot: first {v['first']}, second {v['second']}, tie {v['tie']}, "
-              f"unparseable {v['unparsed']} (counted as ties) of {2 * result['n']}",
-              f"mean answer length (chars): A {result['mean_len_a']}, B {result['mean_len_b']}"]
+    v, n = result["verdicts"], result["n"]
+    if result.get("method") == FORCED:
+        mean = "-" if result["mean_p_a"] is None else f"{result['mean_p_a']:.3f}"
+        lines.append(f"forced choice: mean P(A better) {mean}; a win needs > {0.5 + result['margin']:.2f}, a loss "
+                     f"< {0.5 - result['margin']:.2f}; unreadable {result['unreadable']} of {n} (too little "
+                     "probability on A and B; counted as ties)")
+    else:
+        lines.append(f"verdicts by slot: first {v['first']}, second {v['second']}, tie {v['tie']}, "
+                     f"unparseable {v['unparsed']} (counted as ties) of {2 * n}")
+    bias = result.get("position_bias") or {}
+    if bias.get("ab") is not None or bias.get("ba") is not None:
+        lines.append(f"first slot preferred: {_pct(bias.get('ab'))} with A first, {_pct(bias.get('ba'))} with B "
+                     "first (without position bias these average 50%)")
+    lines.append(f"mean answer length (chars): A {result['mean_len_a']}, B {result['mean_len_b']}")
     return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
 
 
 def resolve_judge(spec: str) -> tuple[str, str]:
@@ -159,6 +189,108 @@ def resolve_judge(spec: str) -> tuple[str, str]:
             raise UserError("--judge openai:MODEL needs the model name the server serves, e.g. openai:gpt-4o")
         return "openai", name
     return "local", spec
+
+
+def eval_judge(cfg) -> str | None:
+    """The judge of the evaluations as a --judge spec: eval.judge, else judge.model (openai:NAME when the training
+    judge is served), else None: the caller's own default (the older model of a head-to-head, the model itself
+    for the suites)."""
+    if cfg.eval.judge:
+        return cfg.eval.judge
+    if cfg.judge.model:
+        return f"openai:{cfg.judge.model}" if cfg.judge.backend == "openai" else cfg.judge.model
+    return None
+
+
+def judge_target(cfg, spec: str, given: str = "--judge") -> tuple:
+    """(the config to open the judge with, what to open) for a named judge: a model (id, directory, .gguf file),
+    or openai:NAME, reached through judge.base_url and judge.api_key_env (or generation.*). `given`: where the
+    spec came from, for the message."""
+    kind, name = resolve_judge(spec)
+    if kind == "openai":
+        if not (cfg.judge.base_url or cfg.generation.base_url):
+            raise UserError(f"{given} {spec} needs the server's address: add the override judge.base_url=URL "
+                            "(e.g. https://api.openai.com/v1)")
+        return dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, backend="openai")), name
+    if kind != "local":
+        raise UserError(f"{given} {spec} names a side of a head-to-head; name a model here")
+    if cfg.judge.backend == "openai":  # a local evaluation judge beside a served training judge
+        cfg = dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, backend=None))
+    return cfg, model_path(cfg, name, role="judge")
+
+
+def open_judge(opener, cfg, path: str, purpose: str) -> Generator:
+    """The evaluation judge's backend, asked for what eval.judge_mode needs (see judge_needs)."""
+    needs = judge_needs(role_backend(cfg, "judge")[0], cfg.eval.judge_mode)
+    return opener(cfg, path, role="judge", needs=needs, purpose=purpose)
+
+
+# --- judge check: the judge on human-labelled pairs, beside the length heuristic ----------------------------------
+
+CHECK_SET = "builtin:llmbar-natural"
+CHECK_SOURCE = "LLMBar Natural (princeton-nlp/LLMBar, MIT): 100 pairs, the better output labelled by its authors"
+
+
+class _GenerateOnly:
+    """A judge seen without its next-token probabilities: both_orders then reads generated verdicts."""
+
+    capabilities = frozenset({GENERATE})
+
+    def __init__(self, gen: Generator):
+        self._gen = gen
+
+    def generate(self, requests, sampling, desc=""):
+        return self._gen.generate(requests, sampling, desc=desc)
+
+
+def judge_check(gen: Generator, pairs: int, mode: str, sampling: Sampling, seed: int,
+                desc: str = "judge check") -> tuple[dict, list[dict]]:
+    """(result, one row per pair): the judge decides `pairs` LLMBar Natural pairs (a fixed seeded subset; all 100
+    at 100 or more) in both orders, as in the head-to-heads. judge_accuracy: the share where the averaged P(output
+    1 is better) is on the labelled side of 0.5, a tie or an unreadable pair counting half
+    (selfreward.judges.metrics); length_accuracy: "the longer output is better" on the same pairs; random: 0.5."""
+    from selfreward.judges.agreement import limit_groups
+    from selfreward.judges.metrics import baseline_metrics, judge_metrics
+    from selfreward.judges.sets import load_judge_set
+
+    groups = limit_groups(load_judge_set(CHECK_SET)[0], pairs, seed)
+    triples = [(g["prompt"], g["responses"][0]["text"], g["responses"][1]["text"]) for g in groups]
+    view = gen if forced(gen, mode) else _GenerateOnly(gen)
+    evidence = both_orders(view, triples, sampling, desc=desc)
+    judged, rows, p_correct = [], [], []
+    for g, ev in zip(groups, evidence):
+        first, second = g["responses"]
+        p = ev["p_a"]
+        judged.append({**g, "responses": [{**first, "score": p}, {**second, "score": None if p is None else 1 - p}]})
+        label = 1 if first["human"] > second["human"] else 2
+        if p is not None:
+            p_correct.append(p if label == 1 else 1 - p)
+        rows.append({"id": g["id"], "label": label, "p_1": p, "ab": ev["ab"], "ba": ev["ba"],
+                     "len_1": len(first["text"]), "len_2": len(second["text"])})
+    judge, base = judge_metrics(judged), baseline_metrics(groups, seed=seed)
+    slots = {o: [_slot(ev[o]["p_first"]) for ev in evidence] for o in ("ab", "ba")}
+    result = {"data": CHECK_SET, "source": CHECK_SOURCE, "method": FORCED if view is gen else GENERATED,
+              "pairs": len(groups), "judge_accuracy": _r(judge["pairwise_accuracy"]),
+              "length_accuracy": _r(base["length"]["pairwise_accuracy"]),
+              "random_accuracy": _r(base["random"]["pairwise_accuracy"]),
+              "shorter_preferred": {"pairs": judge["shorter_preferred_pairs"],
+                                    "judge_accuracy": _r(judge["shorter_preferred_accuracy"]),
+                                    "length_accuracy": _r(base["length"]["shorter_preferred_accuracy"])},
+              "unreadable": sum(ev["p_a"] is None for ev in evidence),
+              "mean_p_correct": _r(statistics.fmean(p_correct)) if p_correct else None,
+              "position_bias": {o: _first_share(v) for o, v in slots.items()}}
+    return result, rows
+
+
+def check_line(check: dict) -> str:
+    """One line for a terminal: the judge's accuracy beside the length heuristic's."""
+    return (f"judge check on {check['pairs']} LLMBar Natural pairs ({check['method']}, both orders): judge "
+            f"{_pct(check['judge_accuracy'])}, length heuristic {_pct(check['length_accuracy'])}, random 50%; "
+            f"unreadable {check['unreadable']}")
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 # --- orchestration: answer with each model, then judge; one model in memory at a time ----------------------------
@@ -176,7 +308,8 @@ def answer(gen: Generator, rows: list[dict], model: str, max_new_tokens: int, se
 
 
 def run_compare(cfg, names: dict[str, str], judge_spec: str, prompts: str, rows: list[dict], out) -> dict:
-    """Answers of A and B (reused from `out` when they match), both-order verdicts, and compare.json's content.
+    """Answers of A and B (reused from `out` when they match), both-order verdicts, the judge check (unless
+    eval.judge_check_pairs is 0), and compare.json's content.
 
     names: {"a": MODEL_A, "b": MODEL_B} as the user gave them; judge_spec: see resolve_judge. An openai:NAME
     judge is reached through judge.base_url and judge.api_key_env (or generation.*); every other judge is a
@@ -185,19 +318,11 @@ def run_compare(cfg, names: dict[str, str], judge_spec: str, prompts: str, rows:
     from pathlib import Path
 
     from selfreward.records import read_jsonl, write_json, write_jsonl
-    from selfreward.stages import judge_view, open_generator
 
     out = Path(out)
     paths = {side: model_path(cfg, name) for side, name in names.items()}
     kind, judge_name = resolve_judge(judge_spec)
-    judge_cfg, judge_path = cfg, paths[kind] if kind in paths else judge_name
-    if kind == "openai":
-        judge_cfg = judge_view(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, backend="openai")))
-        if not judge_cfg.generation.base_url:
-            raise UserError(f"--judge {judge_spec} needs the server's address: add the override "
-                            "judge.base_url=URL (e.g. https://api.openai.com/v1)")
-    elif kind == "local":
-        judge_path = model_path(cfg, judge_name)
+    judge_cfg, judge_path = (cfg, paths[kind]) if kind in paths else judge_target(cfg, judge_spec)
     answers = {}
     for side in ("a", "b"):
         file = out / f"answers-{side}.jsonl"
@@ -206,33 +331,44 @@ def run_compare(cfg, names: dict[str, str], judge_spec: str, prompts: str, rows:
             print(f"[skip] answers of {side.upper()}: {file} is done", flush=True)
             answers[side] = cached
             continue
-        gen = open_generator(cfg, paths[side])
+        gen = open_generator(cfg, paths[side], purpose=f"the answers of {side.upper()}")
         try:
             answers[side] = answer(gen, rows, paths[side], cfg.sample.max_new_tokens, cfg.seed,
                                    desc=f"compare: answers of {side.upper()}")
         finally:
             gen.close()
         write_jsonl(file, answers[side])
-    gen = open_generator(judge_cfg, judge_path)
+    sampling = greedy(cfg.judge.max_new_tokens, cfg.seed)
+    gen = open_judge(open_generator, judge_cfg, judge_path, purpose="the judge")
+    check = None
     try:
-        verdicts = pairwise_verdicts(gen, [r["instruction"] for r in rows], [x["answer"] for x in answers["a"]],
-                                     [x["answer"] for x in answers["b"]], greedy(cfg.judge.max_new_tokens, cfg.seed),
-                                     desc="compare: judge (both orders)")
+        method, verdicts = judge_pairs(gen, [r["instruction"] for r in rows], [x["answer"] for x in answers["a"]],
+                                       [x["answer"] for x in answers["b"]], sampling, cfg.eval.margin,
+                                       cfg.eval.judge_mode, desc="compare: judge (both orders)")
+        if cfg.eval.judge_check_pairs > 0:
+            check = judge_check(gen, cfg.eval.judge_check_pairs, cfg.eval.judge_mode, sampling, cfg.seed,
+                                desc="compare: judge check (LLMBar Natural, both orders)")
     finally:
         gen.close()
     write_jsonl(out / "verdicts.jsonl", [{"id": r["id"], **v} for r, v in zip(rows, verdicts)])
     judge_label = names.get(kind) or (judge_spec if kind == "openai" else judge_name)
+    if check is not None:
+        write_jsonl(out / "judge-check.rows.jsonl", check[1])
+        write_json(out / "judge-check.json", {"judge": judge_label, **check[0]})
     result = {"a": names["a"], "b": names["b"], "judge": judge_label,
               "judge_role": {"a": "MODEL_A", "b": "MODEL_B"}.get(kind, "another model"), "prompts": prompts,
-              **summarize(verdicts, cfg.seed), "a_path": paths["a"], "b_path": paths["b"], "judge_path": judge_path,
-              "answer_max_new_tokens": cfg.sample.max_new_tokens, "judge_max_new_tokens": cfg.judge.max_new_tokens}
+              **summarize(verdicts, cfg.seed, method, cfg.eval.margin), "a_path": paths["a"], "b_path": paths["b"],
+              "judge_path": judge_path, "answer_max_new_tokens": cfg.sample.max_new_tokens,
+              "judge_max_new_tokens": cfg.judge.max_new_tokens, "judge_check": check[0] if check else None}
     write_json(out / "compare.json", result)
     return result
 
 
-def model_path(cfg, name: str) -> str:
+def model_path(cfg, name: str, role: str = "policy") -> str:
     """What the backend opens: a served model name as it is, else a local directory or a cached hub id."""
-    if cfg.generation.backend == "openai":
+    from selfreward.backends import role_backend
+
+    if role_backend(cfg, role)[0] in ("openai", "fake"):
         return name
     from selfreward.config import ModelConfig
     from selfreward.models import resolve_model

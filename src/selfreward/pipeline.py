@@ -2,83 +2,94 @@
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
-from selfreward.config import RunConfig, from_dict
+from selfreward import faults, records
+from selfreward.backends import open_generator
+from selfreward.config import RunConfig
 from selfreward.errors import UserError
-from selfreward.records import write_json
-from selfreward.rundir import RunDir, Stage, plan, previous, require_done
+from selfreward.records import read_json, write_json
+from selfreward.rundir import LAUNCHED, RunDir, Stage, plan, previous, require_done, stage_config
+from selfreward.stages import BY_NAME, Context
 
-MODULES = {"sft": "sft", "gen-prompts": "gen_prompts", "sample": "sample", "judge": "judge", "pairs": "pairs",
-           "dpo": "dpo", "eval-judge": "eval_judge", "eval": "evaluate", "compare": "compare"}
-TRAINING = {"sft", "dpo"}
-_LAUNCHED = "SELFREWARD_UNDER_ACCELERATE"
+_LAUNCHED = LAUNCHED
 
 
 def run_plan(cfg: RunConfig) -> list[Stage]:
     e = cfg.eval
     return plan(cfg.iterations, judge_eval=cfg.judge_eval.max_prompts != 0,
-                evals=bool(e.suites) or e.compare_prompts > 0, compare=e.compare_prompts > 0)
+                evals=bool(e.suites) or e.compare_prompts > 0, compare=e.compare_prompts > 0, meta=cfg.meta.enabled)
 
 
-def execute(rd: RunDir, cfg: RunConfig, stage: Stage) -> dict:
-    """Run one stage now (even if it finished before) and mark it done; returns its stats."""
-    prev = previous(stage)
+def state(rd: RunDir, cfg: RunConfig, stage: Stage) -> str:
+    """rd.state under the stage's declared dependencies."""
+    return rd.state(stage, stage_config(cfg, BY_NAME[stage.name].deps), previous(stage, cfg.meta.enabled))
+
+
+def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> dict:
+    """Run one stage now (even if it finished before) and mark it done; returns its stats. `opener` opens the
+    stage's generators (selfreward.backends.open_generator unless a caller such as bench brings its own).
+
+    The old done-marker is removed only right before the stage writes its first artifact (records.on_first_write;
+    the model save calls it too): a stage that fails on its input first, e.g. on damaged judgments, leaves its
+    earlier result done and valid."""
+    spec = BY_NAME[stage.name]
+    prev = previous(stage, cfg.meta.enabled)
     if prev is not None:
         require_done(rd, prev)
-    rd.clear(stage)
+    old = rd.marker(stage)  # a damaged marker fails here, before anything runs
     start = time.time()
-    if stage.name in TRAINING and cfg.accelerate_config and not os.environ.get(_LAUNCHED):
-        _launch_accelerate(rd, cfg, stage)  # the launched processes run this function and write the marker
+    if spec.training and cfg.accelerate_config and not os.environ.get(_LAUNCHED):
+        _launch_accelerate(rd, cfg, stage, old["token"] if old else None)  # the launched processes mark it done
         return rd.marker(stage)["stats"]
-    stats = importlib.import_module(f"selfreward.stages.{MODULES[stage.name]}").run(rd, cfg, stage.iteration)
-    stats["wall_seconds"] = round(time.time() - start, 1)
-    if stage.name not in TRAINING or _is_main_process():
-        rd.mark_done(stage, cfg, prev, stats)
+    with faults.scope(f"{stage.name}:{stage.iteration}"):
+        with records.on_first_write(lambda: rd.clear(stage)):
+            faults.point("stage-start")
+            stats = spec.run(Context(rd, cfg, stage.iteration, stage.name, opener))
+            stats["wall_seconds"] = round(time.time() - start, 1)
+            faults.point("stage-end")
+        if not spec.training or _is_main_process():
+            rd.mark_done(stage, stage_config(cfg, spec.deps), prev, stats)
     return stats
 
 
 def check_changes(rd: RunDir, cfg: RunConfig, redo: bool) -> None:
     """Refuse a changed setting that a finished stage depends on, before anything is touched."""
     for stage in run_plan(cfg):
-        state = rd.state(stage, cfg, previous(stage))
-        if state.startswith("changed") and not redo:
-            raise UserError(f"{stage} already finished with other settings ({state[len('changed: '):]}); "
+        now = state(rd, cfg, stage)
+        if now.startswith("changed") and not redo:
+            raise UserError(f"{stage} already finished with other settings ({now[len('changed: '):]}); "
                             "add --redo to recompute it and every stage after it, or use another --run-dir")
 
 
 def run_all(rd: RunDir, cfg: RunConfig) -> None:
     """Run every stage that is not done, in order; `check_changes` must have passed."""
     for stage in run_plan(cfg):
-        state = rd.state(stage, cfg, previous(stage))
-        if state == "done":
+        now = state(rd, cfg, stage)
+        if now == "done":
             print(f"[skip] {stage}: done", flush=True)
         else:
-            print(f"[run ] {stage}" + (f" ({state})" if state != "todo" else ""), flush=True)
+            print(f"[run ] {stage}" + (f" ({now})" if now != "todo" else ""), flush=True)
             stats = execute(rd, cfg, stage)
             print(f"[done] {stage} in {stats.get('wall_seconds', 0):.0f}s: {_brief(stats)}", flush=True)
 
 
 def prepare(rd: RunDir, cfg: RunConfig, argv: list[str]) -> None:
-    """Write the resolved config and append this invocation to the manifest."""
-    rd.root.mkdir(parents=True, exist_ok=True)
-    tmp = rd.config_path.with_name("config.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, rd.config_path)
+    """Write the resolved config and append this invocation to the manifest (with config.yaml's sha256, by which
+    a later load tells the file selfreward wrote from one cut short). Everything is validated before: nothing
+    here may fail on input."""
     path = rd.root / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"created": _now(), "invocations": []}
+    manifest = _read_manifest(path)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    manifest["config_sha256"] = rd.write_config(cfg)
     manifest["versions"] = {p: _version(p) for p in ("selfreward", "torch", "transformers", "trl", "peft",
                                                        "accelerate", "datasets")}
     manifest["python"] = platform.python_version()
@@ -86,19 +97,30 @@ def prepare(rd: RunDir, cfg: RunConfig, argv: list[str]) -> None:
     write_json(path, manifest)
 
 
-def load_run_config(rd: RunDir) -> RunConfig:
-    if not rd.config_path.is_file():
-        raise UserError(f"{rd.root} is not a run directory (no config.yaml); start one with selfreward run")
-    return from_dict(yaml.safe_load(rd.config_path.read_text()) or {}, str(rd.config_path))
+def _read_manifest(path: Path) -> dict:
+    if not path.is_file():
+        return {"created": _now(), "invocations": []}
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("invocations", []), list):
+        raise UserError(f"{path}: damaged (expected an object with a list of invocations); fix or delete it")
+    manifest.setdefault("invocations", [])
+    return manifest
 
 
-def _launch_accelerate(rd: RunDir, cfg: RunConfig, stage: Stage) -> None:
+def load_run_config(rd: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The run's config.yaml (checked: see RunDir.config_mapping), with overrides."""
+    return rd.load_config(overrides)
+
+
+def _launch_accelerate(rd: RunDir, cfg: RunConfig, stage: Stage, old_token: str | None) -> None:
     # Through the interpreter running us, so it works without an activated virtualenv on PATH.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg.accelerate_config,
            "-m", "selfreward", stage.name, str(rd.root)]
     cmd += [] if stage.name == "sft" else ["--iteration", str(stage.iteration)]
     print("[launch] " + shlex.join(cmd), flush=True)
-    if subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}).returncode != 0 or rd.marker(stage) is None:
+    done = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}).returncode == 0
+    marker = rd.marker(stage)
+    if not done or marker is None or marker["token"] == old_token:  # the old marker stays until the stage writes
         raise UserError(f"{stage} failed under accelerate launch (see the output above)")
 
 
@@ -113,7 +135,7 @@ def _brief(stats: dict) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _version(pkg: str) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from selfreward.judge import parse_score
+from selfreward.judges.rubric_parse import parse_score
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_helpers import fake_judge, run_overrides, save_tiny_llama
+from integration_helpers import clear_fake_calls, fake_calls, run_overrides, save_tiny_llama
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,10 +65,10 @@ def finished_run(tmp_path_factory, tiny_model_dir):
     from selfreward import cli
 
     run_dir = tmp_path_factory.mktemp("finished-run") / "run"
-    with fake_judge() as judges:
-        rc = cli.main(["run", "--config", "tiny-cpu", "--run-dir", str(run_dir), *run_overrides(tiny_model_dir)])
+    clear_fake_calls()
+    rc = cli.main(["run", "--config", "tiny-cpu", "--run-dir", str(run_dir), *run_overrides(tiny_model_dir)])
     assert rc == 0
-    return {"dir": run_dir, "judges": judges}
+    return {"dir": run_dir, "calls": list(fake_calls()), "option_calls": list(fake_calls("option_probs"))}
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ FAST = [
     "judge.temperature=0.7",
     "judge.top_p=0.9",
     "judge.max_new_tokens=12",
+    "judge.backend=fake",
     "judge_eval.max_prompts=2",  # eval-judge of M0..M3 on 2 prompts (7 responses) of the builtin eft_eval
     "eval.suites=[ifeval]",
     "eval.max_prompts=2",  # IFEval of M1..M3 on 2 prompts
@@ -71,58 +71,23 @@ def save_tiny_llama(out: Path, tokenizer, tie_word_embeddings: bool = True) -> P
 
 
 # --- fake judge --------------------------------------------------------------------------------------------------
-
-class FakeJudge:
-    """Stands in for the judge's generator: a random model never writes "Score: N".
-
-    Judgment j of request i reads "Looks fine. Score: (i+j) % 6", so the k judgments of a candidate differ and the
-    candidates of one prompt get different mean scores (pairs exist, deterministically). `stage` names the stage
-    that opened it: "judge", "eval-judge" or "build-eft"; all three judge through the same generate() call. For
-    "compare" it always prefers the first slot ("[[A]]"), the position bias that must come out as ties.
-    """
-
-    def __init__(self, model_path: str, stage: str = "judge"):
-        self.model_path = model_path
-        self.stage = stage
-        self.generate_calls: list[dict] = []
-        self.closed = False
-
-    def generate(self, requests, sampling, desc=""):
-        assert not self.closed
-        self.generate_calls.append({"requests": requests, "sampling": sampling, "desc": desc})
-        if self.stage == "compare":
-            return [["The first is better. [[A]]"] * sampling.n for _ in requests]
-        return [[f"Looks fine. Score: {(i + j) % 6}" for j in range(sampling.n)] for i in range(len(requests))]
-
-    def close(self):
-        self.closed = True
+# Every run here judges through the registered fake backend (judge.backend=fake, in FAST): a random model never
+# writes "Score: N". Judgment j of request i of a call reads "Looks fine. Score: (i+j) % 6", so the k judgments of a
+# candidate differ and the candidates of one prompt get different mean scores (pairs exist, deterministically); a
+# pairwise request always gets "[[A]]", the position bias that must come out as ties. See selfreward.backends.fake.
 
 
-JUDGING_STAGES = {"judge": "selfreward.stages.judge", "eval-judge": "selfreward.stages.eval_judge",
-                  "build-eft": "selfreward.stages.build_eft", "compare": "selfreward.stages.compare"}
+def fake_calls(method: str = "generate", desc: str = "") -> list[dict]:
+    """The fake backend's calls in this process so far, of one method, whose desc starts with `desc`."""
+    from selfreward.backends import fake
+
+    return [c for c in fake.CALLS if c["method"] == method and c["desc"].startswith(desc)]
 
 
-@contextlib.contextmanager
-def fake_judge():
-    """Patch the generator of every stage that judges (judge, eval-judge, build-eft, compare); yields the list of FakeJudge
-    objects opened, in order (filter on .stage)."""
-    import importlib
+def clear_fake_calls() -> None:
+    from selfreward.backends import fake
 
-    opened: list[FakeJudge] = []
-
-    def opener(stage):
-        def open_fake(cfg, model_path):
-            opened.append(FakeJudge(model_path, stage))
-            return opened[-1]
-        return open_fake
-
-    mp = pytest.MonkeyPatch()
-    for stage, module in JUDGING_STAGES.items():
-        mp.setattr(importlib.import_module(module), "open_generator", opener(stage))
-    try:
-        yield opened
-    finally:
-        mp.undo()
+    fake.CALLS.clear()
 
 
 def fake_scores(n: int, k: int = 3) -> list[float]:

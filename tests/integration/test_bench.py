@@ -1,11 +1,16 @@
-"""`selfreward bench` at toy size on the tiny model: every configuration runs, and the report's figures are
-consistent with the artifacts the configurations wrote."""
+"""`selfreward bench` at toy size on the tiny model: every configuration runs the real stages on a run directory of
+its own, and the report's figures are consistent with the artifacts those stages wrote."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def test_bench_smoke(tiny_model_dir, tmp_path, capsys):
@@ -20,20 +25,45 @@ def test_bench_smoke(tiny_model_dir, tmp_path, capsys):
     report = json.loads(out.read_text())
     fast, naive = report["fast"]["stages"], report["naive"]["stages"]
 
-    candidates = [json.loads(x) for x in (work / "fast" / "candidates.jsonl").read_text().splitlines()]
+    # each configuration ran the real stages through pipeline.execute on its own run directory
+    it = {name: work / name / "run" / "iter1" for name in ("fast", "naive")}
+    for name, d in it.items():
+        assert report[name]["run_dir"] == str(work / name / "run")
+        assert (work / name / "run" / "config.yaml").is_file()
+        assert (work / name / "run" / "sft" / "model").resolve() == tiny_model_dir.resolve()
+        for stage in ("sample", "judge", "pairs", "dpo"):
+            marker = json.loads((d / f"{stage}.done.json").read_text())
+            assert marker["stage"] == stage and marker["iteration"] == 1
+        assert (d / "model" / "model.safetensors").is_file()  # the DPO stage's M2
+        assert report[name]["stages"]["dpo"]["stats"]["steps"] == 1  # the stage's own stats, as its marker has
+    cfg = {name: (work / name / "run" / "config.yaml").read_text() for name in it}
+    assert "precompute_ref_log_probs: true" in cfg["fast"] and "precompute_ref_log_probs: false" in cfg["naive"]
+    assert "mixed_precision: fp32" in cfg["naive"] and "dtype: float32" in cfg["naive"]
+
+    candidates = _jsonl(it["fast"] / "candidates.jsonl")
     assert len(candidates) == 4 and [c["prompt_id"] for c in candidates] == [0, 0, 1, 1]
-    for name in ("fast", "naive"):
-        judgments = [json.loads(x) for x in (work / name / "judgments.jsonl").read_text().splitlines()]
-        assert len(judgments) == 4 and all(len(j["raw"]) == 2 for j in judgments)  # fast's 4 answers, k=2 each
-    # a random model writes no "Score:": every judgment unparsed, so DPO trains on one timing pair per prompt
+    # naive sampled its own answers (kept aside), then judged the fast one's
+    assert len(_jsonl(it["naive"] / "candidates.own.jsonl")) == 4
+    assert _jsonl(it["naive"] / "candidates.jsonl") == candidates
+    for d in it.values():
+        judgments = _jsonl(d / "judgments.jsonl")
+        assert [j["candidate_id"] for j in judgments] == [0, 1, 2, 3]  # fast's 4 answers, k=2 each
+        assert all(len(j["raw"]) == 2 for j in judgments)
+    # a random model writes no "Score:": every judgment unparsed, the pairs stage gives no pair, and DPO trains on
+    # one timing pair per prompt
     assert fast["judge"]["parse_failures"] == naive["judge"]["parse_failures"] == 8
-    pairs = [json.loads(x) for x in (work / "fast" / "pairs.jsonl").read_text().splitlines()]
-    assert pairs == [json.loads(x) for x in (work / "naive" / "pairs.jsonl").read_text().splitlines()]
+    assert fast["judge"]["stats"]["judgments"] == 8
+    assert _jsonl(it["fast"] / "pairs.judged.jsonl") == _jsonl(it["naive"] / "pairs.judged.jsonl") == []
+    pairs = _jsonl(it["fast"] / "pairs.jsonl")
+    assert pairs == _jsonl(it["naive"] / "pairs.jsonl")
     assert [(p["chosen"], p["rejected"], p["judged"]) for p in pairs] == \
         [(candidates[0]["response"], candidates[1]["response"], False),
          (candidates[2]["response"], candidates[3]["response"], False)]
     for stages in (fast, naive):
         assert stages["dpo"]["pairs"] == 2 and stages["dpo"]["steps"] == 1
+        d = stages["dpo"]
+        assert 0 < d["train_s"] < d["wall_s"] and d["s_per_step"] == pytest.approx(d["train_s"], abs=0.01)
+        assert stages["sample"]["open_s"] > 0 and stages["judge"]["open_s"] > 0  # model loads, outside wall_s
         s = stages["sample"]
         assert 0 < s["generated_tokens"] < s["processed_tokens"]
         assert s["generated_tok_s"] == pytest.approx(s["generated_tokens"] / s["wall_s"], abs=0.1)
@@ -44,9 +74,17 @@ def test_bench_smoke(tiny_model_dir, tmp_path, capsys):
     assert summary["iteration_s"] == pytest.approx(walls, abs=0.02)
     assert summary["speedup"]["iteration"] == pytest.approx(walls["naive"] / walls["fast"], rel=0.01)
     ceiling = report["ceiling"]
-    assert set(ceiling["by_batch"]) == {"1", "2"}
+    assert set(ceiling["by_batch"]) == {"1", "2"} and ceiling["repeats"] == 3
     for rows, v in ceiling["by_batch"].items():
-        assert v["tok_s"] == pytest.approx(int(rows) * 4 / v["wall_s"], rel=0.02)
+        assert len(v["repeats"]) == 3  # after an untimed warm-up at this batch size
+        rates = [r["tok_s"] for r in v["repeats"]]
+        for r in v["repeats"]:
+            assert r["tok_s"] == pytest.approx(int(rows) * 4 / r["wall_s"], rel=0.02)
+        assert v["tok_s"] == pytest.approx(sum(rates) / 3, abs=0.1)
+        assert (v["tok_s_min"], v["tok_s_max"]) == (min(rates), max(rates))
+        assert v["tok_s_min"] <= v["tok_s"] <= v["tok_s_max"] and v["tok_s_std"] >= 0
+        assert f"{rows}: {v['tok_s']} [{v['tok_s_min']}-{v['tok_s_max']}, {v['tok_s_std']}]" in printed
+    assert ceiling["tok_s"] == max(v["tok_s"] for v in ceiling["by_batch"].values())
     assert summary["sample_fraction_of_ceiling"] == pytest.approx(fast["sample"]["generated_tok_s"] / ceiling["tok_s"],
                                                                   abs=1e-3)
     drift = summary["bf16_vs_fp32"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from integration_helpers import fake_judge, load_cfg, run_cfg
+from integration_helpers import load_cfg, run_cfg
 
 LORA = "{r: 4, alpha: 8, dropout: 0.0, target_modules: all-linear}"
 LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -29,8 +29,7 @@ def test_lora_stages_save_merged_plain_checkpoints(tmp_path, tiny_model_dir):
                    f"dpo.lora={LORA}", "dpo.learning_rate=1e-3")
     rd = RunDir(tmp_path / "run")
     pipeline.prepare(rd, cfg, ["selfreward", "run"])
-    with fake_judge():
-        pipeline.run_all(rd, cfg)
+    pipeline.run_all(rd, cfg)
 
     base, m1, m2 = weights(tiny_model_dir), weights(rd.policy(1)), weights(rd.policy(2))
     for model_dir in (rd.policy(1), rd.policy(2)):
@@ -51,15 +50,15 @@ def test_lora_stages_save_merged_plain_checkpoints(tmp_path, tiny_model_dir):
 
 
 def test_dpo_update_survives_a_bf16_run(run_copy):
-    from selfreward.rundir import RunDir
-    from selfreward.stages import dpo
+    from selfreward import pipeline
+    from selfreward.rundir import RunDir, Stage
 
     # the run as it would be with model.dtype=bfloat16: M1 stored in bf16
     m1_file = run_copy / "sft" / "model" / "model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(m1_file)).items()}, str(m1_file),
               metadata={"format": "pt"})
     cfg = run_cfg(run_copy, "model.dtype=bfloat16", "dpo.learning_rate=5e-6")  # tiny-cpu's DPO rate
-    stats = dpo.run(RunDir(run_copy), cfg, 1)
+    stats = pipeline.execute(RunDir(run_copy), cfg, Stage("dpo", 1))
     assert stats["steps"] == 1
 
     m1, m2 = weights(run_copy / "sft" / "model"), weights(run_copy / "iter1" / "model")

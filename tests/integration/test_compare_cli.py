@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-from openai_stub import completion, stub_server
 
+from openai_stub import completion, stub_server
 from selfreward.records import read_jsonl, write_jsonl
 
 PROMPTS = [{"id": f"p{i}", "instruction": f"Question row{i}: say something."} for i in range(1, 5)]
@@ -48,7 +48,7 @@ def test_compare_with_a_stub_judge(tmp_path, tiny_model_dir, capsys, monkeypatch
         rc = cli.main(["compare", model, model, "--prompts", str(prompts), "--judge", "openai:judge-model",
                        "--out", str(out), "generation.backend=transformers", "model.dtype=float32",
                        "sample.max_new_tokens=8", "judge.max_new_tokens=50", f"judge.base_url={url}",
-                       "judge.api_key_env=STUB_JUDGE_KEY"])
+                       "judge.api_key_env=STUB_JUDGE_KEY", "eval.judge_check_pairs=0"])
     stdout = capsys.readouterr().out
     assert rc == 0
     assert "[skip] answers of B" in stdout and "judge = openai:judge-model, both orders" in stdout
@@ -81,6 +81,11 @@ def test_compare_with_a_stub_judge(tmp_path, tiny_model_dir, capsys, monkeypatch
     assert (result["win_rate"], result["tie_rate"], result["loss_rate"]) == (0.25, 0.25, 0.5)
     assert result["parse_failures"] == 2
     assert result["verdicts"] == {"first": 3, "second": 3, "tie": 0, "unparsed": 2}
+    # a server gives no probabilities: generated verdicts, no margin; p1, p2 prefer B, p3 A, in both orders
+    assert (result["method"], result["margin"], result["mean_p_a"], result["unreadable"]) == \
+        ("generated verdicts", None, None, 1)
+    assert result["position_bias"] == {"ab": round(1 / 3, 4), "ba": round(2 / 3, 4)}
+    assert result["judge_check"] is None
     assert result["mean_len_b"] == 6.5
     assert result["mean_len_a"] == round(sum(len(a["answer"]) for a in answers_a) / 4, 1)
     lo, hi = result["ci"]["win_rate"]

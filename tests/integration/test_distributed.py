@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from integration_helpers import load_cfg
-
 from selfreward import pipeline
 from selfreward.rundir import RunDir, Stage
 

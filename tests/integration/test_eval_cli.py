@@ -7,8 +7,8 @@ import json
 import re
 
 import pytest
-from openai_stub import completion, stub_server
 
+from openai_stub import completion, stub_server
 from selfreward.records import read_jsonl, write_jsonl
 
 REFERENCES = [{"instruction": f"Question row{i}: name a colour.", "output": f"REFERENCE-ANSWER {i}", "dataset": "t",

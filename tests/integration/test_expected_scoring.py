@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfreward.scoring import DIGITS
+from selfreward.judges.rubric import DIGITS
 
 # Very different lengths, so the batch is left-padded by hundreds of tokens for the short ones.
 REQUESTS = [
@@ -88,10 +88,11 @@ def test_split_options_refuses_multi_token_options(gen):
 def test_expected_mode_through_score_items(gen):
     """score_items in expected mode on the real backend: one greedy judgment, then the digits after its label."""
     from selfreward.config import JudgeConfig
-    from selfreward.judge import load_template
-    from selfreward.scoring import requests_for, score_items, score_prefix
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import requests_for, score_prefix
+    from selfreward.judges.scorers import score_items
 
-    template = load_template("builtin")
+    template = templates.load("rubric")
     items = [("What is 2+2?", "4"), ("Name a color.", "Blue.")]
     c = JudgeConfig(mode="expected", max_new_tokens=6)
     rows = score_items(gen, template, items, c, seed=0)
@@ -108,10 +109,10 @@ def test_expected_mode_through_score_items(gen):
 # --- injection at the token level ---------------------------------------------------------------------------
 
 def judge_request(response: str):
-    from selfreward.judge import load_template
-    from selfreward.scoring import requests_for
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import requests_for
 
-    return requests_for(load_template("builtin"), [("What is the capital of France?", response)])[0]
+    return requests_for(templates.load("rubric"), [("What is the capital of France?", response)])[0]
 
 
 def test_a_response_cannot_add_chat_turns(gen, tokenizer):
@@ -146,7 +147,7 @@ def test_backend_special_tokens_in_any_message_stay_text(gen, tokenizer):
 # --- the judge stage's summary of scored rows (here, not in the unit tier: selfreward.stages imports torch) -----
 
 def test_judge_stage_summary_sample_mode():
-    from selfreward.scoring import sampled_row
+    from selfreward.judges.rubric import sampled_row
     from selfreward.stages.judge import summarize
 
     rows = [sampled_row(["Score: 4", "Score: 5"]), sampled_row(["Score: 2", "no"]), sampled_row(["no", "no"]),
@@ -160,7 +161,7 @@ def test_judge_stage_summary_sample_mode():
 
 
 def test_judge_stage_summary_expected_mode():
-    from selfreward.scoring import expected_row
+    from selfreward.judges.rubric import expected_row
     from selfreward.stages.judge import summarize
 
     rows = [expected_row("Score: 3", [0, 0, 0.5, 0.5, 0, 0]), expected_row("x", [0.01] * 6),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_helpers import fake_judge
+from integration_helpers import clear_fake_calls, fake_calls
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -84,20 +84,19 @@ RANKED = [
 def test_build_eft_with_the_fake_judge(tmp_path, tiny_model_dir, capsys):
     from selfreward import cli
     from selfreward.data import load_eft
-    from selfreward.judge import load_template
-    from selfreward.scoring import requests_for
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import requests_for
 
     data = write_jsonl(tmp_path / "ranked.jsonl", RANKED)
     out = tmp_path / "eft"
-    args = ["build-eft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out)]
-    with fake_judge() as judges:
-        assert cli.main(args) == 0
+    args = ["build-eft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(out), "judge.backend=fake"]
+    clear_fake_calls()
+    assert cli.main(args) == 0
     stdout = capsys.readouterr().out
     assert f"{data}: 4 prompts, 9 responses; 1 prompt whose responses all share one human value" in stdout
-    (judge,) = judges
-    assert (judge.stage, judge.model_path, judge.closed) == ("build-eft", str(tiny_model_dir), True)
-    (call,) = judge.generate_calls
-    assert call["requests"] == requests_for(load_template("builtin"), [(r["prompt"], r["response"]) for r in RANKED])
+    (call,) = fake_calls()
+    assert (call["desc"], call["model"]) == ("build-eft judge", str(tiny_model_dir))
+    assert call["requests"] == requests_for(templates.load("rubric"), [(r["prompt"], r["response"]) for r in RANKED])
     s = call["sampling"]
     assert (s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed) == (3, 0.7, 0.9, 256, 0)  # judge.* defaults
 
@@ -124,9 +123,9 @@ def test_build_eft_with_the_fake_judge(tmp_path, tiny_model_dir, capsys):
 
     # the same command again reuses the judgments: no judge is opened, the outputs are the same
     before = {name: (out / name).read_text() for name in ("eft_train.jsonl", "eft_eval.jsonl", "stats.json")}
-    with fake_judge() as judges:
-        assert cli.main(args) == 0
-    assert judges == []
+    clear_fake_calls()
+    assert cli.main(args) == 0
+    assert fake_calls() == []
     assert "[skip] judgments: done" in capsys.readouterr().out
     assert {name: (out / name).read_text() for name in before} == before
 

@@ -51,8 +51,9 @@ def test_every_artifact_and_marker_exists(run):
         [f"judge-M{t}.{ext}" for t in range(4) for ext in ("done.json", "json", "judgments.jsonl")]
         + [f"{name}-M{t}{ext}" for t in (1, 2, 3) for name, ext in (
             ("eval", ".done.json"), ("answers", ".heldout.jsonl"), ("ifeval", ".json"), ("ifeval", ".responses.jsonl"))]
-        + [f"compare-M{t}.done.json" for t in (2, 3)]
-        + [f"compare-{pair}.{ext}" for pair in ("M2-vs-M1", "M3-vs-M2", "M3-vs-M1") for ext in ("json", "verdicts.jsonl")])
+        + [f"compare-M{t}.{ext}" for t in (2, 3) for ext in ("done.json", "judge-check.json", "judge-check.rows.jsonl")]
+        + [f"compare-{pair}.{ext}" for pair in ("M2-vs-M1", "M3-vs-M2", "M3-vs-M1")
+           for ext in ("json", "verdicts.jsonl")])
     for name in ("report.html", "report.md", "results.json"):
         assert (run / name).is_file()
     assert sorted(tokens(run)) == sorted(all_stage_keys(2) + eval_keys(2))
@@ -99,18 +100,16 @@ def test_prompts_and_candidates(run):
 
 
 def test_judge_requests_and_raw_judgments(run, finished_run):
-    from selfreward.judge import load_template, render
+    from selfreward.judges import templates
 
-    judges = [j for j in finished_run["judges"] if j.stage == "judge"]
-    # per iteration, the generator is opened on M_t, called once with every candidate, and closed
-    assert [j.model_path for j in judges] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
-    assert all(j.closed and len(j.generate_calls) == 1 for j in judges)
-    template = load_template("builtin")
-    for t, judge in zip((1, 2), judges):
-        call = judge.generate_calls[0]
+    judges = [c for c in finished_run["calls"] if c["desc"].startswith("judge ")]
+    # per iteration, the judge is M_t, called once with every candidate
+    assert [j["model"] for j in judges] == [str(run / "sft" / "model"), str(run / "iter1" / "model")]
+    template = templates.load("rubric")
+    for t, call in zip((1, 2), judges):
         candidates = read_jsonl(run / f"iter{t}" / "candidates.jsonl")
-        assert call["requests"] == [[{"role": "user", "content": render(template, c["prompt"], c["response"])}]
-                                    for c in candidates]
+        assert call["requests"] == [[{"role": "user", "content": templates.render(
+            template, {"instruction": c["prompt"], "response": c["response"]})}] for c in candidates]
         s = call["sampling"]
         assert (s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed) == (K, 0.7, 0.9, 12, 2000 * t)
 
@@ -177,8 +176,8 @@ EVAL_STATS = {"mode": "sample", "prompts": 2, "pairs": 8, "pairwise_accuracy": 0
 
 
 def eval_items():
-    from selfreward.data.judge_sets import load_judge_set
-    from selfreward.judge_eval import limit_groups
+    from selfreward.judges.agreement import limit_groups
+    from selfreward.judges.sets import load_judge_set
 
     groups = limit_groups(load_judge_set("builtin")[0], EVAL_PROMPTS, 0)
     assert [[(r["human"], len(r["text"])) for r in g["responses"]] for g in groups] == \
@@ -202,24 +201,22 @@ def test_eval_judge_markers_hang_off_the_chain(run):
 
 
 def test_fake_judge_answers_the_eval_judge_requests(run, finished_run, tiny_model_dir):
-    from selfreward.judge import load_template
-    from selfreward.scoring import requests_for
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import requests_for
 
-    judges = finished_run["judges"]
-    # in plan order: eval M0, eval M1, judge 1, eval M2, judge 2, eval M3; nothing else was opened
-    assert [j.stage for j in judges if j.stage != "compare"] == ["eval-judge", "eval-judge", "judge", "eval-judge",
-                                                                 "judge", "eval-judge"]
-    evals = [j for j in judges if j.stage == "eval-judge"]
+    calls = finished_run["calls"]
+    # in plan order: eval M0, eval M1, judge 1, eval M2, judge 2, eval M3; nothing else was judged by the fake
+    assert [c["desc"].split(" ")[0] for c in calls if not c["desc"].startswith("compare")] == \
+        ["eval-judge", "eval-judge", "judge", "eval-judge", "judge", "eval-judge"]
+    evals = [c for c in calls if c["desc"].startswith("eval-judge")]
     models = [str(tiny_model_dir), str(run / "sft" / "model"), str(run / "iter1" / "model"),
               str(run / "iter2" / "model")]
-    assert [j.model_path for j in evals] == models
+    assert [c["model"] for c in evals] == models
     groups = eval_items()
     items = [(g["prompt"], r["text"]) for g in groups for r in g["responses"]]
     assert len(items) == 7
-    for t, judge in enumerate(evals):
-        assert judge.closed
-        (call,) = judge.generate_calls
-        assert call["requests"] == requests_for(load_template("builtin"), items)
+    for t, call in enumerate(evals):
+        assert call["requests"] == requests_for(templates.load("rubric"), items)
         s = call["sampling"]
         assert (s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed) == (K, 0.7, 0.9, 12, 0)
         assert call["desc"] == f"eval-judge M{t}"
@@ -368,18 +365,27 @@ def test_eval_stage_ifeval_and_held_back_answers(run):
         marker = json.loads((run / "eval" / f"eval-M{t}.done.json").read_text())
         assert marker["stats"]["inst_strict"] == round(result["inst_strict"], 4)
     # M1 and M2 are different models: their greedy answers are their own
-    assert read_jsonl(run / "eval" / "answers-M1.heldout.jsonl") != read_jsonl(run / "eval" / "answers-M2.heldout.jsonl")
+    assert read_jsonl(run / "eval" / "answers-M1.heldout.jsonl") != \
+        read_jsonl(run / "eval" / "answers-M2.heldout.jsonl")
 
 
 def test_compare_stages_first_slot_judge_gives_only_ties(run, finished_run):
-    """The fake compare judge always answers [[A]]: with the order swapped, that is a tie every time."""
-    judges = [j for j in finished_run["judges"] if j.stage == "compare"]
-    # the older model of each pair judges: M1 for M2 vs M1, M2 for M3 vs M2, M1 for M3 vs M1
-    assert [Path(j.model_path) for j in judges] == [run / "sft" / "model", run / "iter1" / "model", run / "sft" / "model"]
+    """The fake judge gives P(A) 0.7, P(B) 0.3 whatever the order: by forced choice, averaged over both orders,
+    P(newer is better) is 0.5 every time, a tie, and the first-slot share is 100% in both orders."""
+    judges = [c for c in finished_run["option_calls"] if c["desc"].startswith("compare")]
+    # the older model of each pair judges: M1 for M2 vs M1, M2 for M3 vs M2, M1 for M3 vs M1; the judge of each
+    # stage's first head-to-head is also checked on LLMBar pairs, in the same call sequence
+    assert [(Path(c["model"]), c["desc"].split(":")[0]) for c in judges] == [
+        (run / "sft" / "model", "compare M2 vs M1 (judge M1, both orders)"), (run / "sft" / "model", "compare M2"),
+        (run / "iter1" / "model", "compare M3 vs M2 (judge M2, both orders)"), (run / "iter1" / "model", "compare M3"),
+        (run / "sft" / "model", "compare M3 vs M1 (judge M1, both orders)")]
     for pair, judge in (("M2-vs-M1", "M1"), ("M3-vs-M2", "M2"), ("M3-vs-M1", "M1")):
         result = json.loads((run / "eval" / f"compare-{pair}.json").read_text())
         assert (result["a"], result["b"], result["judge"]) == (*pair.split("-vs-"), judge)
         assert (result["n"], result["wins"], result["ties"], result["losses"]) == (2, 0, 2, 0)
+        assert (result["method"], result["margin"], result["mean_p_a"], result["unreadable"]) == \
+            ("forced choice", 0.05, 0.5, 0)
+        assert result["position_bias"] == {"ab": 1.0, "ba": 1.0}
         assert result["verdicts"] == {"first": 4, "second": 0, "tie": 0, "unparsed": 0}
         assert result["tie_rate"] == 1.0 and result["ci"]["tie_rate"] == [1.0, 1.0]
         rows = read_jsonl(run / "eval" / f"compare-{pair}.verdicts.jsonl")
@@ -388,10 +394,15 @@ def test_compare_stages_first_slot_judge_gives_only_ties(run, finished_run):
         answers_b = read_jsonl(run / "eval" / f"answers-{b}.heldout.jsonl")
         assert [r["answer_a"] for r in rows] == [x["answer"] for x in answers_a]
         assert [r["answer_b"] for r in rows] == [x["answer"] for x in answers_b]
-        assert all(r["outcome"] == "tie" and r["verdict_ab"] == r["verdict_ba"] == "A" for r in rows)
-    for judge in judges:  # both orders in one call
-        (call,) = judge.generate_calls
-        assert len(call["requests"]) == 4 and call["sampling"].temperature == 0.0
+        assert all(r["outcome"] == "tie" and r["p_a"] == 0.5 and r["option_probs_ab"] == r["option_probs_ba"]
+                   == [0.7, 0.3] for r in rows)
+    for call in judges[::2]:  # both orders of the 2 held-back prompts in one call
+        assert len(call["requests"]) == 4 and call["prefixes"] == ["Better response:"] * 4
+    for t, judge in ((2, "M1"), (3, "M2")):
+        check = json.loads((run / "eval" / f"compare-M{t}.judge-check.json").read_text())
+        assert (check["judge"], check["pairs"], check["method"], check["judge_accuracy"]) == \
+            (judge, 100, "forced choice", 0.5)
+        assert 0 < check["length_accuracy"] < 1 and check["position_bias"] == {"ab": 1.0, "ba": 1.0}
 
 
 def test_report_has_the_evaluations(run):
@@ -408,8 +419,10 @@ def test_report_has_the_evaluations(run):
 def test_summary_has_the_model_table(run):
     summary = json.loads((run / "summary.json").read_text())
     assert [m["model"] for m in summary["models"]] == ["M1", "M2", "M3"]
-    assert [(m["vs_previous"], m["vs_M1"]) for m in summary["models"]] == [(None, None), ("0/2/0", None),
-                                                                          ("0/2/0", "0/2/0")]
+    assert [(m["vs_previous"], m["vs_M1"]) for m in summary["models"]] == [(None, None), ("0/2/0 p=0.50", None),
+                                                                          ("0/2/0 p=0.50", "0/2/0 p=0.50")]
+    check = json.loads((run / "eval" / "compare-M3.judge-check.json").read_text())
+    assert summary["models"][2]["judge_check"] == f"50% (length {100 * check['length_accuracy']:.0f}%)"
     text = (run / "summary.txt").read_text()
     table = text[text.index("Each model on IFEval"):].splitlines()
-    assert table[2].split()[0] == "M1" and table[4].split()[-2:] == ["0/2/0", "0/2/0"]
+    assert table[2].split()[0] == "M1" and table[4].split()[-7:-3] == ["0/2/0", "p=0.50", "0/2/0", "p=0.50"]

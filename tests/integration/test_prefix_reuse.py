@@ -29,10 +29,10 @@ def generator(model_dir, **kwargs):
 
 
 def judge_requests(items=ITEMS):
-    from selfreward.judge import load_template
-    from selfreward.scoring import requests_for
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import requests_for
 
-    return requests_for(load_template("builtin"), items)
+    return requests_for(templates.load("rubric"), items)
 
 
 def test_the_shared_prefix_is_the_chat_header_and_rubric(untied_model_dir, tokenizer):
@@ -55,9 +55,9 @@ def test_the_shared_prefix_is_the_chat_header_and_rubric(untied_model_dir, token
 def rubric_then(tails: list[str]):
     """The rubric, then texts that differ at the very end (the tiny model's greedy text follows the last tokens,
     and every judge prompt ends with the same instructions)."""
-    from selfreward.judge import load_template
+    from selfreward.judges import templates
 
-    rubric = load_template("builtin").split("{instruction}")[0]
+    rubric = templates.load("rubric").split("{instruction}")[0]
     return [[{"role": "user", "content": rubric + tail}] for tail in tails]
 
 
@@ -91,10 +91,11 @@ def test_greedy_equals_one_unpadded_request_at_a_time(untied_model_dir):
 def test_reuse_on_and_off_give_the_same_judge_scores(untied_model_dir):
     """Expected mode: the same greedy judgment texts and digit probabilities with and without the rubric's cache."""
     from selfreward.config import JudgeConfig
-    from selfreward.judge import load_template
-    from selfreward.scoring import DIGITS, requests_for, score_prefix, score_items
+    from selfreward.judges import templates
+    from selfreward.judges.rubric import DIGITS, requests_for, score_prefix
+    from selfreward.judges.scorers import score_items
 
-    template = load_template("builtin")
+    template = templates.load("rubric")
     c = JudgeConfig(mode="expected", max_new_tokens=10)
     rows, probs = {}, {}
     for reuse in (True, False):

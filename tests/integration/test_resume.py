@@ -7,13 +7,20 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from integration_helpers import (SELFREWARD_BIN, all_stage_keys, eval_keys, fake_judge, run_cfg, run_overrides,
-                                 tokens)
+from integration_helpers import (
+    SELFREWARD_BIN,
+    all_stage_keys,
+    clear_fake_calls,
+    eval_keys,
+    fake_calls,
+    run_cfg,
+    run_overrides,
+    tokens,
+)
 
 
 def resume(run_dir: Path, cfg, redo: bool = False) -> None:
@@ -24,8 +31,7 @@ def resume(run_dir: Path, cfg, redo: bool = False) -> None:
     rd = RunDir(run_dir)
     pipeline.check_changes(rd, cfg, redo)
     pipeline.prepare(rd, cfg, ["selfreward", "run", "(test)"])
-    with fake_judge():
-        pipeline.run_all(rd, cfg)
+    pipeline.run_all(rd, cfg)
 
 
 def split(before: dict, after: dict) -> tuple[list[str], list[str]]:
@@ -121,17 +127,17 @@ def test_redoing_an_eval_judge_stage_leaves_the_loop_done(run_copy, capsys):
     never makes a stage of the loop stale or changed."""
     from selfreward import pipeline
     from selfreward.errors import UserError
-    from selfreward.rundir import EVAL_JUDGE, RunDir, Stage, previous
+    from selfreward.rundir import EVAL_JUDGE, RunDir, Stage
 
     rd = RunDir(run_copy)
     cfg = run_cfg(run_copy)
     before = tokens(run_copy)
-    with fake_judge() as judges:
-        pipeline.execute(rd, cfg, Stage(EVAL_JUDGE, 1))
-    assert [(j.stage, j.model_path) for j in judges] == [("eval-judge", str(run_copy / "sft" / "model"))]
+    clear_fake_calls()
+    pipeline.execute(rd, cfg, Stage(EVAL_JUDGE, 1))
+    assert [(c["desc"], c["model"]) for c in fake_calls()] == [("eval-judge M1", str(run_copy / "sft" / "model"))]
     after = tokens(run_copy)
     assert [k for k in before if before[k] != after[k]] == ["eval/judge-M1"]
-    assert {str(s): rd.state(s, cfg, previous(s)) for s in pipeline.run_plan(cfg)} == \
+    assert {str(s): pipeline.state(rd, cfg, s) for s in pipeline.run_plan(cfg)} == \
         {str(s): "done" for s in pipeline.run_plan(cfg)}
     capsys.readouterr()
     resume(run_copy, cfg)
@@ -161,41 +167,32 @@ def test_changed_judge_template_invalidates_sft(run_copy, tmp_path):
     template.write_text("Question: {instruction}\nAnswer: {response}\nRate it 0-5 as 'Score: N'.\n")
     cfg = run_cfg(run_copy, f"judge.template={template}")
     rd = RunDir(run_copy)
-    assert rd.state(Stage("sft", 0), cfg, None) == f"changed: judge.template was 'builtin', now {str(template)!r}"
+    assert pipeline.state(rd, cfg, Stage("sft", 0)) == f"changed: judge.template was 'builtin', now {str(template)!r}"
     with pytest.raises(UserError, match=r"^sft already finished with other settings \(judge.template"):
         pipeline.check_changes(rd, cfg, redo=False)
 
 
-def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
+def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir, capsys):
+    """A real SIGKILL in the middle of sample, at an exact point (selfreward.faults): the process kills itself
+    as it starts the 2nd of sample's 3 generation batches, whatever the machine's speed."""
+    from selfreward import cli, faults
     from selfreward.rundir import RunDir, Stage
 
     run_dir = tmp_path / "run"
-    # one iteration; sample runs one prompt (4 sequences x 160 tokens) per batch: a few seconds
-    extra = ["iterations=1", "sample.max_new_tokens=160", "generation.batch_size=4"]
+    # one iteration; sample runs one prompt (4 sequences) per batch: 3 batches for the 3 prompts
+    extra = ["iterations=1", "generation.batch_size=4"]
     cmd = [str(SELFREWARD_BIN), "run", "--config", "tiny-cpu", "--run-dir", str(run_dir),
            *run_overrides(tiny_model_dir, *extra)]
+    env = {**os.environ, faults.KILL_AT: "batch:sample:1@2"}
     log = tmp_path / "run.log"
-    rd = RunDir(run_dir)
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-        try:
-            deadline = time.time() + 180
-            while "[run ] sample (iteration 1)" not in log.read_text():
-                assert proc.poll() is None, f"selfreward exited early:\n{log.read_text()[-3000:]}"
-                assert time.time() < deadline, "sample did not start in time"
-                time.sleep(0.05)
-            assert rd.marker(Stage("gen-prompts", 1)) is not None
-            assert (run_dir / "iter1" / "prompts.jsonl").is_file()
-            time.sleep(0.5)  # inside sample: it loads M1, then generates for seconds
-            assert rd.marker(Stage("sample", 1)) is None, "sample finished before the kill; make it slower"
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=30) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc.wait()
+    text = log.read_text()
+    assert proc.returncode == -signal.SIGKILL, text[-3000:]
+    assert "[run ] sample (iteration 1)" in text and "[done] sample" not in text
 
-    assert "[done] sample" not in log.read_text()
+    rd = RunDir(run_dir)
     before = tokens(run_dir)
     # eval-judge of M0 and M1 ran before gen-prompts (the real tiny model judged: nothing parsed, still done), and
     # eval of M1 after it (it answers the held-back prompts gen-prompts wrote)
@@ -203,8 +200,11 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
     assert rd.marker(Stage("sample", 1)) is None
     assert not (run_dir / "iter1" / "candidates.jsonl").exists()
     assert (run_dir / "iter1" / "prompts.jsonl").is_file() and (run_dir / "sft" / "model").is_dir()
+    assert (run_dir / ".lock").read_text().strip() == str(proc.pid)  # the killed holder's pid; the kernel freed it
 
-    resume(run_dir, run_cfg(run_dir))  # `selfreward run --run-dir RUN`: the config the killed run wrote
+    # `selfreward run --run-dir RUN`: the config the killed run wrote; the stale lock is taken over
+    assert cli.main(["run", "--run-dir", str(run_dir)]) == 0
+    assert f"left by pid {proc.pid}, which is gone; taken over" in capsys.readouterr().out
     after = tokens(run_dir)
     assert sorted(after) == sorted(all_stage_keys(1) + eval_keys(1))
     assert after["sft/sft"] == before["sft/sft"] and after["iter1/gen-prompts"] == before["iter1/gen-prompts"]
@@ -214,4 +214,37 @@ def test_sigkill_during_sample_then_resume(tmp_path, tiny_model_dir):
     assert (run_dir / "iter1" / "model" / "model.safetensors").is_file()
     assert [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")] == []
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert [inv["argv"][:2] for inv in manifest["invocations"]] == [["selfreward", "run"], ["selfreward", "run"]]
+    assert len(manifest["invocations"]) == 2 and manifest["invocations"][0]["argv"][:2] == ["selfreward", "run"]
+
+
+@pytest.mark.parametrize("point, stage", [("jsonl:judge:1", "judge"), ("model-save:dpo:1", "dpo")])
+def test_disk_full_during_a_stage_then_resume(tmp_path, tiny_model_dir, capsys, monkeypatch, point, stage):
+    """No space left while a stage writes (its JSONL, or the model it saves): one line and exit 2, every earlier
+    artifact intact and no temporary file left; the next run completes. ENOSPC is injected (selfreward.faults)."""
+    from selfreward import cli, faults
+    from selfreward.rundir import RunDir, Stage
+
+    run_dir = tmp_path / "run"
+    argv = ["run", "--config", "tiny-cpu", "--run-dir", str(run_dir),
+            *run_overrides(tiny_model_dir, "iterations=1", "judge_eval.max_prompts=0", "eval.suites=[]",
+                           "eval.compare_prompts=0")]
+    monkeypatch.setenv(faults.FAIL_AT, point)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("selfreward: error: could not ") and "No space left on device" in err
+    rd = RunDir(run_dir)
+    before = tokens(run_dir)
+    done = all_stage_keys(1)[:all_stage_keys(1).index(f"iter1/{stage}")]
+    assert sorted(before) == sorted(done)
+    assert rd.marker(Stage(stage, 1)) is None
+    assert [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")] == []
+    kept = {p: p.read_bytes() for p in (run_dir / "iter1").glob("*.jsonl")}
+    assert (run_dir / "sft" / "model" / "model.safetensors").is_file()
+
+    monkeypatch.delenv(faults.FAIL_AT)
+    assert cli.main(["run", "--run-dir", str(run_dir)]) == 0
+    after = tokens(run_dir)
+    assert sorted(after) == sorted(all_stage_keys(1))
+    assert all(after[k] == before[k] for k in done)  # nothing finished was redone
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    assert (run_dir / "iter1" / "model" / "model.safetensors").is_file()

@@ -104,7 +104,7 @@ def test_collated_batch_keeps_the_mask_and_the_loss_is_over_the_completion(sft_t
 
 def test_real_sft_examples_train_on_response_and_judgment(tiny_model_dir, tmp_path, tokenizer):
     """The rows the sft stage builds (IFT answers and EFT judgments): the target is the completion, nothing else."""
-    from selfreward.judge import parse_score
+    from selfreward.judges.rubric_parse import parse_score
     from selfreward.stages.sft import build_trainer, examples
 
     cfg = load_cfg(tiny_model_dir, "data.max_ift=2", "data.max_eft=2")

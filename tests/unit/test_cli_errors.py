@@ -60,6 +60,39 @@ def _cases(base: Path) -> dict[str, tuple[list[str], Path]]:
     d = cwd("missing_template")
     cases["missing_template"] = (["run", "--config", "tiny-cpu", "judge.template=/nonexistent/judge.txt"], d)
 
+    # issue 11: each of these was a traceback, or an error only after the run directory had been written
+    d = cwd("latin1_config")
+    (d / "recipe.yaml").write_bytes("model:\n  name: caf\u00e9\n".encode("latin-1"))
+    cases["latin1_config"] = (["run", "--config", str(d / "recipe.yaml")], d)
+
+    d = cwd("latin1_template")
+    (d / "judge.txt").write_bytes("{instruction} {response} \u00e9valuez\n".encode("latin-1"))
+    cases["latin1_template"] = (["run", "--config", "tiny-cpu", f"judge.template={d / 'judge.txt'}"], d)
+
+    d = cwd("latin1_chat_template")
+    (d / "chat.jinja").write_bytes("{{ messages }} \u00e9\n".encode("latin-1"))
+    cases["latin1_chat_template"] = (["run", "--config", "tiny-cpu", f"model.chat_template={d / 'chat.jinja'}"], d)
+
+    d = cwd("config_json_only")
+    (d / "model").mkdir()
+    (d / "model" / "config.json").write_text("{}")
+    cases["config_json_only"] = (["run", "--config", "tiny-cpu", f"model.name={d / 'model'}"], d)
+
+    d = cwd("no_weights")
+    (d / "model").mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (d / "model" / name).write_text("{}")
+    cases["no_weights"] = (["run", "--config", "tiny-cpu", f"model.name={d / 'model'}"], d)
+
+    d = cwd("empty_config")
+    cases["empty_config"] = (["run", "--config", ""], d)
+
+    d = cwd("nan_temperature")
+    cases["nan_temperature"] = (["run", "--config", "tiny-cpu", "sample.temperature=.nan"], d)
+
+    d = cwd("negative_seed")
+    cases["negative_seed"] = (["run", "--config", "tiny-cpu", "seed=-1"], d)
+
     d = cwd("latin1_row")  # not a listed case: a known bug, see test_non_utf8_data_file
     (d / "ift.jsonl").write_bytes('{"prompt": "café", "response": "r"}\n'.encode("latin-1"))
     cases["latin1_row"] = (["run", "--config", "tiny-cpu", f"data.ift={d / 'ift.jsonl'}"], d)
@@ -86,7 +119,8 @@ def results(tmp_path_factory):
 
 
 CASES = ["unknown_key", "missing_ift", "bad_row", "missing_model", "status", "sample_n", "bad_override",
-         "no_recipe", "missing_template"]
+         "no_recipe", "missing_template", "latin1_config", "latin1_template", "latin1_chat_template",
+         "config_json_only", "no_weights", "empty_config", "nan_temperature", "negative_seed"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -136,7 +170,8 @@ def test_missing_model_message(results):
 
 def test_status_message(results):
     path = results["status"]["cwd"] / "not-a-run-dir"
-    assert message(results, "status") == f"{path} is not a run directory (no config.yaml); start one with selfreward run"
+    assert message(results, "status") == (f"{path} is not a run directory (no config.yaml); start one with "
+                                          "selfreward run")
 
 
 def test_sample_n_message(results):
@@ -162,3 +197,17 @@ def test_non_utf8_data_file(results):
     assert "Traceback" not in r["stderr"]
     assert r["rc"] == 2
     assert str(r["cwd"] / "ift.jsonl") in message(results, "latin1_row")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("latin1_config", "{cwd}/recipe.yaml:2: not UTF-8 text"),
+    ("latin1_template", "judge template {cwd}/judge.txt: not UTF-8 text (judge.template)"),
+    ("latin1_chat_template", "{cwd}/chat.jinja:1: not UTF-8 text (model.chat_template)"),
+    ("config_json_only", "model path {cwd}/model has no tokenizer files"),
+    ("no_weights", "model path {cwd}/model has no weights"),
+    ("empty_config", "--config is empty"),
+    ("nan_temperature", "'sample.temperature' must be a finite number, got nan"),
+    ("negative_seed", "'seed' must be between 0 and 2147483647, got -1"),
+])
+def test_issue_11_messages(results, name, expected):
+    assert expected.format(cwd=results[name]["cwd"]) in message(results, name)

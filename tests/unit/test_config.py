@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 import selfreward
-
-from selfreward import cli
+from selfreward.commands.run import _shipped_recipes, recipe_path
 from selfreward.config import LoraConfig, RunConfig, flatten, from_dict, load_config
 from selfreward.errors import UserError
 
@@ -254,8 +253,8 @@ def test_every_shipped_recipe_loads_and_validates(recipe):
     assert cfg.sample.n >= 2
     assert cfg.iterations >= 1
     # the CLI resolves it by name
-    assert cli._recipe_path(recipe.stem).resolve() == recipe.resolve()
-    assert recipe.stem in cli._shipped_recipes()
+    assert recipe_path(recipe.stem).resolve() == recipe.resolve()
+    assert recipe.stem in _shipped_recipes()
     # an accelerate config it names exists, as a path or beside the shipped recipes (recipes/accelerate/...)
     if cfg.accelerate_config:
         assert (Path(cfg.accelerate_config).expanduser().is_file()
@@ -265,4 +264,68 @@ def test_every_shipped_recipe_loads_and_validates(recipe):
 def test_unknown_recipe_name():
     with pytest.raises(UserError, match=r"config file not found: no-such-recipe \(a path, or a shipped recipe: .*"
                                         r"tiny-cpu"):
-        cli._recipe_path("no-such-recipe")
+        recipe_path("no-such-recipe")
+
+
+# --- issue 11: values that passed every check ----------------------------------------------------------------
+@pytest.mark.parametrize("override, key", [
+    ("sample.temperature=.nan", "sample.temperature"), ("judge.temperature=.nan", "judge.temperature"),
+    ("sft.learning_rate=.inf", "sft.learning_rate"), ("dpo.beta=-.inf", "dpo.beta"),
+    ("sft.learning_rate=nan", "sft.learning_rate"),  # a string YAML does not read as a number: float() does
+    ("gen_prompts.top_p=.NaN", "gen_prompts.top_p"), ("pairs.length_control=[0.5, .nan]", "pairs.length_control"),
+    ("reward.beta=1e999", "reward.beta"),
+])
+def test_non_finite_floats_rejected_anywhere(override, key):
+    """NaN passes every comparison (nan < 0 is False), so each range check let it through."""
+    assert error_of(None, [override]).startswith(f"defaults: '{key}' must be a finite number, got ")
+
+
+@pytest.mark.parametrize("seed", ["-1", "2147483648", "99999999999"])
+def test_seed_out_of_range(seed):
+    """transformers refuses a negative seed only when training starts, numpy one of 2**32 or more."""
+    assert error_of(None, [f"seed={seed}"]) == f"defaults: 'seed' must be between 0 and 2147483647, got {seed}"
+
+
+def test_lora_dropout_range():
+    assert error_of(None, ["sft.lora.dropout=1.0"]) == "defaults: 'sft.lora.dropout' must be in [0, 1), got 1.0"
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("sample:\n  n: 4\n  n: 8\n", "sample.n", 3),
+    ("iterations: 2\nsft:\n  epochs: 1\niterations: 3\n", "iterations", 4),
+    ("sft: {lora: {r: 4, r: 8}}\n", "sft.lora.r", 1),
+])
+def test_duplicate_keys_rejected_naming_the_key(tmp_path, text, key, line):
+    """YAML keeps the last of two equal keys silently; a recipe with both is a mistake to point at."""
+    path = write(tmp_path, text)
+    assert error_of(path) == f"{path}: key '{key}' is given twice (line {line}); keep one"
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    path = write(tmp_path, "sample:\n  <<: {n: 4, temperature: 0.5}\n  n: 6\n")
+    assert load_config(path).sample.n == 6
+
+
+@pytest.mark.parametrize("data, expected", [
+    ("sample:\n  n: caf\u00e9\n".encode("latin-1"), ":2: not UTF-8 text"),
+    (b"\xff\xfe\x00s", ":1: not UTF-8 text"),
+    (b"when: 2024-13-45\n", ": not valid YAML (month must be in 1..12)"),
+    (b"a: [" * 5000, ": not valid YAML ("),
+    (b"a: !!python/object:os.system {}\n", ": not valid YAML (could not determine a constructor"),
+])
+def test_unreadable_recipe_is_one_line(tmp_path, data, expected):
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(data)
+    msg = error_of(path)
+    assert msg.startswith(f"{path}{expected}") and "\n" not in msg
+
+
+@pytest.mark.parametrize("item", ["sample..n=3", ".n=3", "sample.=3"])
+def test_override_with_an_empty_key_part(item):
+    key = item.partition("=")[0]
+    assert error_of(None, [item]) == f"override '{item}': '{key}' is not a dotted key such as sample.n"
+
+
+def test_keys_in_messages_stay_on_one_line(tmp_path):
+    path = write(tmp_path, '"sample\\nx": 1\n')
+    assert error_of(path).startswith(f"{path}: unknown config key 'sample\\nx'")

@@ -6,7 +6,7 @@ import pytest
 
 from selfreward.data import load_eft, load_ift
 from selfreward.errors import UserError
-from selfreward.judge import parse_score
+from selfreward.judges.rubric_parse import parse_score
 
 
 def write_rows(path, rows):
@@ -156,3 +156,20 @@ def test_hf_dataset_spec_that_cannot_load_is_a_user_error(tmp_path):
     with pytest.raises(UserError) as e:
         load_ift(f"hf:{tmp_path / 'missing'}")
     assert str(e.value).startswith(f"could not load Hugging Face dataset '{tmp_path / 'missing'}' split 'train'")
+
+
+@pytest.mark.parametrize("target", ["Good.\nScore: 4\nHope this helps!", "Score: 4\n\nP.S. five would be too much",
+                                    "Score:\n4", "Score: 2\nOn reflection:\nScore: 3"])
+def test_eft_target_must_end_with_its_one_score_line(tmp_path, target):
+    """The README's rule: the target ends with its 'Score: N' line (text after it used to be accepted)."""
+    path = tmp_path / "eft.jsonl"
+    spec = write_rows(path, [{"prompt": "p", "response": "r", "target": "Fine.\nScore: 3"},
+                             {"prompt": "p", "response": "r", "target": target}])
+    assert user_error(load_eft, spec, "eft_train") == (f"{path} row 2: field 'target' must end with a line "
+                                                       "'Score: N' with N in 0-5")
+
+
+@pytest.mark.parametrize("target", ["Relevant.\nScore: 4\n\n", "**Score: 4**", "Total: 1+1+1 = 3\nScore: 3"])
+def test_eft_target_ending_with_a_score_line_is_accepted(tmp_path, target):
+    rows = [{"prompt": "p", "response": "r", "target": target}]
+    assert load_eft(write_rows(tmp_path / "eft.jsonl", rows), "eft_train") == rows

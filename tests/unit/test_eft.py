@@ -2,8 +2,8 @@
 
 import pytest
 
-from selfreward.eft import human_to_score, target_for
-from selfreward.judge import parse_score
+from seed_targets import human_to_score, target_for
+from selfreward.judges.rubric_parse import parse_score
 
 
 @pytest.mark.parametrize("quality, score", [

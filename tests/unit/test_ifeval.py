@@ -5,8 +5,7 @@ import json
 import pytest
 
 from selfreward.errors import UserError
-from selfreward.evals.ifeval import (CHECKS, capital_words, load_ifeval, loose_variants, score_ifeval,
-                                     split_sentences)
+from selfreward.evals.ifeval import CHECKS, capital_words, load_ifeval, loose_variants, score_ifeval, split_sentences
 
 LEAST, LESS = "at least", "less than"
 

@@ -6,7 +6,7 @@ import random
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from selfreward.judge_metrics import baseline_metrics, format_table, judge_metrics
+from selfreward.judges.metrics import baseline_metrics, format_table, judge_metrics
 
 
 def group(*responses, gid="g"):
@@ -215,11 +215,41 @@ def test_format_table():
     judge = judge_metrics([A, B])
     table = format_table([("judge", judge), ("random", baseline_metrics([A, B], draws=10)["random"])])
     header, row, rand = table.splitlines()
-    for column in ("pairs", "pairwise acc %", "shorter-pref acc %", "len corr", "exact %", "5-best %", "top1 %",
-                   "spearman", "kendall", "parse fail %"):
+    for column in ("pairs", "pairwise acc %", "shorter-pref acc %", "len corr", "partial corr | len", "exact %",
+                   "5-best %", "top1 %", "spearman", "kendall", "parse fail %"):
         assert column in header
-    assert row.split() == ["judge", "6", "58.3", "33.3", "0.865", "0.0", "100.0", "50.0", "-0.500", "-0.500",
-                           "16.7"]
+    assert row.split() == ["judge", "6", "58.3", "33.3", "0.865", "-0.634", "0.0", "100.0", "50.0", "-0.500",
+                           "-0.500", "16.7"]
     assert rand.startswith("random")
     none_row = format_table([("empty", judge_metrics([group(("a", 1, 5), ("b", 1, 2))]))]).splitlines()[1]
     assert none_row.split()[2:4] == ["-", "-"]
+
+
+# --- partial correlation of score with the human value at fixed length ------------------------------------------
+
+def _group(gid, rows):
+    return {"id": gid, "prompt": "p", "responses": [{"text": "x" * n, "human": h, "score": s} for n, h, s in rows]}
+
+
+def test_partial_correlation_against_a_hand_computation():
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    rows = [(10, 1.0, 2.0), (30, 2.0, 1.0), (20, 3.0, 5.0), (50, 4.0, 3.0), (40, 5.0, 4.5), (60, 0.0, 0.5)]
+    m = judge_metrics([_group("g", rows)])
+    s, h, n = zip(*((r[2], r[1], r[0]) for r in rows))
+    r_sh, r_sl, r_hl = (spearmanr(a, b).statistic for a, b in ((s, h), (s, n), (h, n)))
+    expected = (r_sh - r_sl * r_hl) / np.sqrt((1 - r_sl ** 2) * (1 - r_hl ** 2))
+    assert m["partial_correlation"] == pytest.approx(expected)
+
+
+def test_partial_correlation_of_the_length_heuristic_is_zero():
+    rows = [(10, 1.0, None), (30, 2.0, None), (20, 3.0, None), (50, 0.0, None), (40, 5.0, None)]
+    groups = [_group("g", rows)]
+    assert baseline_metrics(groups)["length"]["partial_correlation"] == 0.0
+
+
+def test_partial_correlation_rewards_a_judge_that_sees_past_length():
+    # humans prefer the shorter answer within each length band; a judge that knows it beats length
+    rows = [(10, 2.0, 2.0), (12, 1.0, 1.0), (30, 4.0, 4.0), (32, 3.0, 3.0), (50, 6.0, 6.0), (52, 5.0, 5.0)]
+    assert judge_metrics([_group("g", rows)])["partial_correlation"] > 0.5

@@ -4,9 +4,18 @@ import math
 
 import pytest
 
-from selfreward import judge
 from selfreward.errors import UserError
-from selfreward.judge import aggregate, load_template, parse_score, render
+from selfreward.judges import templates
+from selfreward.judges.rubric import aggregate
+from selfreward.judges.rubric_parse import parse_score
+
+
+def render(template: str, instruction: str, response: str) -> str:
+    return templates.render(template, {"instruction": instruction, "response": response})
+
+
+def load_template(spec: str) -> str:
+    return templates.load("rubric", spec)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -78,7 +87,9 @@ def test_regression_well_formed_score_does_not_raise():
 
 
 def test_max_score_is_five():
-    assert judge.MAX_SCORE == 5
+    from selfreward.judges.rubric_parse import MAX_SCORE
+
+    assert MAX_SCORE == 5
 
 
 def test_aggregate_mean_and_population_stdev():
@@ -120,7 +131,7 @@ def test_render_repeated_placeholders():
 
 
 def test_builtin_template_has_both_placeholders():
-    text = load_template("builtin")
+    text = templates.load("rubric")
     assert text.count("{instruction}") == 1
     assert text.count("{response}") == 1
     assert "Score: <total points>" in text
@@ -128,20 +139,20 @@ def test_builtin_template_has_both_placeholders():
 
 def test_builtin_template_instructions_do_not_parse_as_a_score():
     # Echoing the rubric must not yield a score on its own.
-    assert parse_score(load_template("builtin")) is None
+    assert parse_score(templates.load("rubric")) is None
 
 
 def test_custom_template_ok(tmp_path):
     path = tmp_path / "judge.txt"
     path.write_text("Rate {response} for {instruction}. Score: N", encoding="utf-8")
-    assert load_template(str(path)) == "Rate {response} for {instruction}. Score: N"
+    assert templates.load("rubric", str(path)) == "Rate {response} for {instruction}. Score: N"
 
 
 def test_custom_template_missing_response_placeholder(tmp_path):
     path = tmp_path / "judge.txt"
     path.write_text("Rate the answer to {instruction}.", encoding="utf-8")
     with pytest.raises(UserError) as e:
-        load_template(str(path))
+        templates.load("rubric", str(path))
     assert str(path) in str(e.value)
     assert "{response}" in str(e.value)
     assert "{instruction}" not in str(e.value)
@@ -151,11 +162,11 @@ def test_custom_template_missing_both_placeholders(tmp_path):
     path = tmp_path / "judge.txt"
     path.write_text("Rate it.", encoding="utf-8")
     with pytest.raises(UserError, match=r"lacks the placeholder\(s\) \{instruction\}, \{response\}"):
-        load_template(str(path))
+        templates.load("rubric", str(path))
 
 
 def test_custom_template_missing_file(tmp_path):
     path = tmp_path / "nope.txt"
     with pytest.raises(UserError) as e:
-        load_template(str(path))
+        templates.load("rubric", str(path))
     assert str(e.value) == f"judge template not found: {path} (judge.template)"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from selfreward.data.judge_sets import load_judge_set
+from selfreward.judges.sets import load_judge_set
 from selfreward.errors import UserError
-from selfreward.judge_metrics import judge_metrics
+from selfreward.judges.metrics import judge_metrics
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 

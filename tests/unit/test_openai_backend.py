@@ -6,8 +6,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from openai_stub import completion, stub_server
 
+from openai_stub import completion, stub_server
 from selfreward.backends import Sampling, make_generator
 from selfreward.backends.openai import OpenAIGenerator
 from selfreward.config import load_config

@@ -149,3 +149,91 @@ def test_empty_input():
     pairs, dropped = build_pairs([], [])
     assert pairs == []
     assert dropped == Counter()
+
+
+# --- length rules (pairs.length_control, pairs.length_penalty) -------------------------------------------------
+
+from selfreward.pairs import PENALTY_GRID, auto_length_penalty, length_gap, rho_for  # noqa: E402
+
+
+def table(*rows):
+    """candidates and judgments of one prompt from (score, response length) rows; ids 0, 1, ..."""
+    cands = [cand(i, 0, "x" * n) for i, (_, n) in enumerate(rows)]
+    return cands, [judged(i, s) for i, (s, _) in enumerate(rows)]
+
+
+def ids(pairs):
+    return [(p["chosen_id"], p["rejected_id"]) for p in pairs]
+
+
+def test_length_control_picks_shortest_top_and_longest_bottom():
+    # scores 5, 4.6, 3, 1.2, 1; rho 0.1: top tier >= 4.6, bottom tier <= 1.4
+    cands, judg = table((5.0, 900), (4.6, 100), (3.0, 50), (1.2, 800), (1.0, 20))
+    assert ids(build_pairs(cands, judg)[0]) == [(0, 4)]  # plain: max vs min
+    assert ids(build_pairs(cands, judg, length_control=0.1)[0]) == [(1, 3)]
+    # the pair keeps the unpenalised scores
+    (p,), _ = build_pairs(cands, judg, length_control=0.1)
+    assert (p["chosen_score"], p["rejected_score"]) == (4.6, 1.2)
+
+
+def test_length_control_zero_breaks_ties_by_length():
+    cands, judg = table((5.0, 300), (5.0, 100), (1.0, 10), (1.0, 70))
+    assert ids(build_pairs(cands, judg)[0]) == [(0, 2)]  # plain: the earliest of each tie
+    assert ids(build_pairs(cands, judg, length_control=0.0)[0]) == [(1, 3)]
+
+
+def test_length_control_single_tier_is_a_tie():
+    cands, judg = table((3.0, 10), (3.0, 20), (3.0, 30))
+    pairs, dropped = build_pairs(cands, judg, length_control=0.5)
+    assert pairs == [] and dropped == Counter({"tie": 1})
+
+
+def test_length_control_overlapping_tiers_never_pair_a_worse_chosen():
+    # rho 1: both tiers are everything; the shortest (score 1) would be "chosen" over the longest (score 5)
+    cands, judg = table((5.0, 100), (1.0, 10))
+    pairs, dropped = build_pairs(cands, judg, length_control=1.0)
+    assert pairs == [] and dropped == Counter({"tie": 1})
+
+
+def test_length_penalty_lowers_long_answers():
+    cands, judg = table((4.0, 1000), (3.5, 100), (1.0, 50))
+    assert ids(build_pairs(cands, judg)[0]) == [(0, 2)]
+    # 4 - 0.001 * 1000 = 3 < 3.5 - 0.1 = 3.4: the short answer is chosen; the rejected one is now the long one
+    assert ids(build_pairs(cands, judg, length_penalty=0.001)[0]) == [(1, 2)]
+    assert ids(build_pairs(cands, judg, length_penalty=0.004)[0]) == [(1, 0)]
+
+
+def test_auto_penalty_equalises_mean_lengths():
+    """Three prompts whose judge prefers the longer answer: auto alpha makes chosen and rejected as long on
+    average as the grid allows, and is 0 when the pairs are already balanced."""
+    cands, judg = [], []
+    for pid, rows in enumerate([[(5.0, 600), (4.0, 200), (1.0, 100)], [(4.5, 500), (4.0, 250), (2.0, 200)],
+                                [(3.0, 400), (2.8, 300), (1.0, 350)]]):
+        for k, (s, n) in enumerate(rows):
+            cid = pid * 10 + k
+            cands.append(cand(cid, pid, "y" * n))
+            judg.append(judged(cid, s))
+    plain, _ = build_pairs(cands, judg)
+    assert length_gap(plain) > 250
+    alpha = auto_length_penalty(cands, judg)
+    assert alpha in PENALTY_GRID and alpha > 0
+    balanced, _ = build_pairs(cands, judg, length_penalty=alpha)
+    assert abs(length_gap(balanced)) < abs(length_gap(plain)) / 4
+    assert min(abs(length_gap(build_pairs(cands, judg, length_penalty=a)[0]) or 1e9) for a in PENALTY_GRID) == \
+        abs(length_gap(balanced))
+    even = [cand(0, 0, "a" * 100), cand(1, 0, "b" * 100)]
+    assert auto_length_penalty(even, [judged(0, 5.0), judged(1, 1.0)]) == 0.0
+
+
+def test_rho_schedule():
+    assert rho_for(None, 3) is None
+    assert rho_for(0.4, 1) == rho_for(0.4, 4) == 0.4
+    assert [rho_for([0.5, 0.3, 0.0], t) for t in (1, 2, 3, 4)] == [0.5, 0.3, 0.0, 0.0]
+
+
+def test_ensemble_keeps_only_pairs_both_sources_order_alike():
+    cands = [cand(i, pid) for pid in (0, 1) for i in (pid * 10, pid * 10 + 1)]
+    judg = [judged(0, 5.0), judged(1, 1.0), judged(10, 4.0), judged(11, 2.0)]
+    agree = {0: 0.9, 1: 0.1, 10: 0.2, 11: 0.8}  # the second source agrees on prompt 0, not on prompt 1
+    pairs, dropped = build_pairs(cands, judg, agree=agree)
+    assert ids(pairs) == [(0, 1)] and dropped == Counter({"sources disagree": 1})

@@ -127,7 +127,9 @@ def test_markdown_and_plot_files(built):
                            "win_rates.png", "ifeval.png", "suites.png"])
     assert all(f"](report/{name})" in md for name in pngs)
     assert "| 1 | sample | 24 | 54.2% | 2 | 3 | 0/0/1/3/2/0 |" in md
-    assert "| M2 vs M1 | M1 | 20 | 35.0% [15.0, 55.0] | 30.0% [10.0, 50.0] | 35.0% [15.0, 55.0] | 3 of 40 |" in md
+    # a file from before forced choice: generated verdicts, no position bias or judge check recorded
+    assert ("| M2 vs M1 | M1 | 20 | 35.0% [15.0, 55.0] | 30.0% [10.0, 50.0] | 35.0% [15.0, 55.0] | generated verdicts "
+            "| 3 of 40 verdicts | - | - |") in md
     assert all((built / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in pngs)
 
 

@@ -14,6 +14,21 @@ def cfg(*overrides):
     return load_config(None, list(overrides))
 
 
+def deps(stage: Stage, c) -> dict:
+    """The stage's declared dependencies under config `c`, as its marker records them."""
+    from selfreward.stages import BY_NAME
+
+    return stage_config(c, BY_NAME[stage.name].deps)
+
+
+def state(rd: RunDir, stage: Stage, c, prev: Stage | None) -> str:
+    return rd.state(stage, deps(stage, c), prev)
+
+
+def mark(rd: RunDir, stage: Stage, c, prev: Stage | None, stats: dict) -> None:
+    rd.mark_done(stage, deps(stage, c), prev, stats)
+
+
 SFT = Stage("sft", 0)
 GEN1 = Stage("gen-prompts", 1)
 SAMPLE1 = Stage("sample", 1)
@@ -49,9 +64,9 @@ def test_layout(tmp_path):
 
 def test_todo_then_done(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    assert rd.state(SFT, c, None) == "todo"
-    rd.mark_done(SFT, c, None, {"examples": 3})
-    assert rd.state(SFT, c, None) == "done"
+    assert state(rd, SFT, c, None) == "todo"
+    mark(rd, SFT, c, None, {"examples": 3})
+    assert state(rd, SFT, c, None) == "done"
     marker = rd.marker(SFT)
     assert marker["stage"] == "sft" and marker["iteration"] == 0
     assert marker["after"] is None
@@ -62,99 +77,99 @@ def test_todo_then_done(tmp_path):
 
 def test_marker_after_is_previous_token(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(GEN1, c, SFT, {})
+    mark(rd, SFT, c, None, {})
+    mark(rd, GEN1, c, SFT, {})
     assert rd.marker(GEN1)["after"] == rd.marker(SFT)["token"]
-    assert rd.state(GEN1, c, SFT) == "done"
+    assert state(rd, GEN1, c, SFT) == "done"
     assert (tmp_path / "iter1" / "gen-prompts.done.json").is_file()
 
 
 def test_changed_key_the_stage_depends_on(tmp_path):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    rd.mark_done(GEN1, cfg(), SFT, {})
-    rd.mark_done(SAMPLE1, cfg(), GEN1, {})
+    mark(rd, SFT, cfg(), None, {})
+    mark(rd, GEN1, cfg(), SFT, {})
+    mark(rd, SAMPLE1, cfg(), GEN1, {})
     now = cfg("sample.temperature=0.9")
-    assert rd.state(SAMPLE1, now, GEN1) == "changed: sample.temperature was 0.7, now 0.9"
-    assert rd.state(SAMPLE1, now, GEN1).startswith("changed: sample.temperature")
-    assert rd.state(SFT, cfg("sft.learning_rate=0.001"), None).startswith("changed: sft.learning_rate")
-    assert rd.state(SFT, cfg("seed=5"), None) == "changed: seed was 0, now 5"
-    assert rd.state(SFT, cfg("model.name=other/model"), None) == \
+    assert state(rd, SAMPLE1, now, GEN1) == "changed: sample.temperature was 0.7, now 0.9"
+    assert state(rd, SAMPLE1, now, GEN1).startswith("changed: sample.temperature")
+    assert state(rd, SFT, cfg("sft.learning_rate=0.001"), None).startswith("changed: sft.learning_rate")
+    assert state(rd, SFT, cfg("seed=5"), None) == "changed: seed was 0, now 5"
+    assert state(rd, SFT, cfg("model.name=other/model"), None) == \
         "changed: model.name was 'default', now 'other/model'"
 
 
 def test_changed_key_added_section(tmp_path):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    assert rd.state(SFT, cfg("sft.lora.r=8"), None) == "changed: sft.lora.alpha was None, now 32"
+    mark(rd, SFT, cfg(), None, {})
+    assert state(rd, SFT, cfg("sft.lora.r=8"), None) == "changed: sft.lora.alpha was None, now 32"
 
 
 def test_gen_prompts_depends_on_ift_only(tmp_path):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    rd.mark_done(GEN1, cfg(), SFT, {})
-    assert rd.state(GEN1, cfg("data.eft_train=/x.jsonl"), SFT) == "done"
-    assert rd.state(GEN1, cfg("data.max_ift=5"), SFT) == "changed: data.max_ift was None, now 5"
-    assert rd.state(GEN1, cfg("gen_prompts.shots=2"), SFT) == "changed: gen_prompts.shots was 8, now 2"
+    mark(rd, SFT, cfg(), None, {})
+    mark(rd, GEN1, cfg(), SFT, {})
+    assert state(rd, GEN1, cfg("data.eft_train=/x.jsonl"), SFT) == "done"
+    assert state(rd, GEN1, cfg("data.max_ift=5"), SFT) == "changed: data.max_ift was None, now 5"
+    assert state(rd, GEN1, cfg("gen_prompts.shots=2"), SFT) == "changed: gen_prompts.shots was 8, now 2"
 
 
 @pytest.mark.parametrize("override", ["generation.batch_size=2", "generation.backend=vllm", "dpo.beta=0.5",
                                       "judge.k=5", "iterations=3", "gen_prompts.shots=2"])
 def test_change_in_a_key_not_depended_on_is_still_done(tmp_path, override):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    rd.mark_done(GEN1, cfg(), SFT, {})
-    rd.mark_done(SAMPLE1, cfg(), GEN1, {})
-    assert rd.state(SAMPLE1, cfg(override), GEN1) == "done"
+    mark(rd, SFT, cfg(), None, {})
+    mark(rd, GEN1, cfg(), SFT, {})
+    mark(rd, SAMPLE1, cfg(), GEN1, {})
+    assert state(rd, SAMPLE1, cfg(override), GEN1) == "done"
 
 
 def test_generation_settings_never_change_sft(tmp_path):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    assert rd.state(SFT, cfg("generation.batch_size=1"), None) == "done"
-    assert rd.state(SFT, cfg("dpo.beta=0.5", "sample.n=8"), None) == "done"
+    mark(rd, SFT, cfg(), None, {})
+    assert state(rd, SFT, cfg("generation.batch_size=1"), None) == "done"
+    assert state(rd, SFT, cfg("dpo.beta=0.5", "sample.n=8"), None) == "done"
 
 
 def test_sft_depends_on_judge_template(tmp_path):
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, cfg(), None, {})
-    assert rd.state(SFT, cfg("judge.template=/my/judge.txt"), None).startswith("changed: judge.template")
+    mark(rd, SFT, cfg(), None, {})
+    assert state(rd, SFT, cfg("judge.template=/my/judge.txt"), None).startswith("changed: judge.template")
 
 
 def test_remarking_previous_makes_next_stale(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(GEN1, c, SFT, {})
-    rd.mark_done(SAMPLE1, c, GEN1, {})
-    rd.mark_done(SFT, c, None, {})  # SFT recomputed
-    assert rd.state(SFT, c, None) == "done"
-    assert rd.state(GEN1, c, SFT) == "stale"
-    assert rd.state(SAMPLE1, c, GEN1) == "done"  # its own input (gen-prompts) is unchanged so far
-    rd.mark_done(GEN1, c, SFT, {})
-    assert rd.state(GEN1, c, SFT) == "done"
-    assert rd.state(SAMPLE1, c, GEN1) == "stale"
+    mark(rd, SFT, c, None, {})
+    mark(rd, GEN1, c, SFT, {})
+    mark(rd, SAMPLE1, c, GEN1, {})
+    mark(rd, SFT, c, None, {})  # SFT recomputed
+    assert state(rd, SFT, c, None) == "done"
+    assert state(rd, GEN1, c, SFT) == "stale"
+    assert state(rd, SAMPLE1, c, GEN1) == "done"  # its own input (gen-prompts) is unchanged so far
+    mark(rd, GEN1, c, SFT, {})
+    assert state(rd, GEN1, c, SFT) == "done"
+    assert state(rd, SAMPLE1, c, GEN1) == "stale"
 
 
 def test_missing_previous_marker_is_stale(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(GEN1, c, SFT, {})
+    mark(rd, SFT, c, None, {})
+    mark(rd, GEN1, c, SFT, {})
     rd.clear(SFT)
-    assert rd.state(SFT, c, None) == "todo"
-    assert rd.state(GEN1, c, SFT) == "stale"
+    assert state(rd, SFT, c, None) == "todo"
+    assert state(rd, GEN1, c, SFT) == "stale"
 
 
 def test_stale_wins_over_changed(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(GEN1, c, SFT, {})
-    rd.mark_done(SFT, c, None, {})
-    assert rd.state(GEN1, cfg("gen_prompts.shots=2"), SFT) == "stale"
+    mark(rd, SFT, c, None, {})
+    mark(rd, GEN1, c, SFT, {})
+    mark(rd, SFT, c, None, {})
+    assert state(rd, GEN1, cfg("gen_prompts.shots=2"), SFT) == "stale"
 
 
 def test_clear(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
+    mark(rd, SFT, c, None, {})
     rd.clear(SFT)
     assert rd.marker(SFT) is None
     rd.clear(SFT)  # clearing twice is fine
@@ -168,25 +183,28 @@ def test_require_done(tmp_path):
                             f"selfreward judge {tmp_path} --iteration 1)")
     with pytest.raises(UserError) as e:
         require_done(rd, SFT)
-    assert str(e.value) == f"{tmp_path}: sft has not finished; run it first (selfreward run or selfreward sft {tmp_path})"
-    rd.mark_done(SFT, c, None, {"x": 1})
+    assert str(e.value) == (f"{tmp_path}: sft has not finished; run it first (selfreward run or selfreward sft "
+                            f"{tmp_path})")
+    mark(rd, SFT, c, None, {"x": 1})
     assert require_done(rd, SFT)["stats"] == {"x": 1}
 
 
 def test_stage_config_keys():
     c = cfg()
-    # model.cache_dir is left out: moving the cache must not invalidate a run
-    model_keys = {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)} - {"model.cache_dir"}
-    assert set(stage_config(c, "sample")) == model_keys | {"sample.n", "sample.temperature", "sample.top_p",
-                                                           "sample.max_new_tokens", "seed"}
-    assert stage_config(c, "sample")["sample.n"] == 4
-    assert stage_config(c, "pairs") == {}
-    gen = stage_config(c, "gen-prompts")
+    # model.cache_dir is left out: moving the cache must not invalidate a run; model.name reaches sample through
+    # the token chain (M_t), and the stage never reads it
+    model_keys = {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)} - {"model.cache_dir", "model.name"}
+    assert set(deps(Stage("sample", 1), c)) == model_keys | {"sample.n", "sample.temperature", "sample.top_p",
+                                                           "sample.max_new_tokens", "sample.require_eos", "seed"}
+    assert deps(Stage("sample", 1), c)["sample.n"] == 4
+    # pairs reads only the judgments: its own settings and the reward's, never sampling or judging settings
+    assert all(k.startswith(("pairs.", "reward.")) for k in deps(Stage("pairs", 1), c))
+    gen = deps(Stage("gen-prompts", 1), c)
     assert {k for k in gen if k.startswith("data.")} == {"data.ift", "data.max_ift"}
-    assert {k for k in stage_config(c, "sft") if k.startswith("data.")} == {
+    assert {k for k in deps(Stage("sft", 1), c) if k.startswith("data.")} == {
         "data.ift", "data.eft_train", "data.max_ift", "data.max_eft"}
     assert not any(k.startswith("generation.") for s in ("sft", "gen-prompts", "sample", "judge", "dpo")
-                   for k in stage_config(c, s))
+                   for k in deps(Stage(s, 1), c))
 
 
 # --- judge evaluation: eval-judge (M_t) hangs off the chain -----------------------------------------------------
@@ -272,56 +290,77 @@ def test_pipeline_plan_follows_eval_config():
 
 def test_eval_and_compare_markers_live_in_eval_dir(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(Stage("eval", 2), c, Stage("dpo", 1), {})
-    rd.mark_done(Stage("compare", 2), c, Stage("eval", 2), {})
+    mark(rd, Stage("eval", 2), c, Stage("dpo", 1), {})
+    mark(rd, Stage("compare", 2), c, Stage("eval", 2), {})
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["compare-M2.done.json", "eval-M2.done.json"]
-    assert rd.state(Stage("compare", 2), c, Stage("eval", 2)) == "done"
-    assert rd.state(Stage("compare", 2), cfg("eval.max_new_tokens=64"), Stage("eval", 2)).startswith("changed")
-    assert rd.state(Stage("compare", 2), cfg("judge.max_new_tokens=64"), Stage("eval", 2)).startswith("changed")
+    assert state(rd, Stage("compare", 2), c, Stage("eval", 2)) == "done"
+    # the answers' length belongs to eval (compare reads its answers, so it is redone after it, by the token chain)
+    assert state(rd, Stage("eval", 2), cfg("eval.max_new_tokens=64"), None).startswith("changed")
+    assert state(rd, Stage("compare", 2), cfg("eval.max_new_tokens=64"), Stage("eval", 2)) == "done"
+    assert state(rd, Stage("compare", 2), cfg("judge.max_new_tokens=64"), Stage("eval", 2)).startswith("changed")
+
+
+def test_eval_depends_on_the_judge_that_grades_its_suites(tmp_path):
+    """Regression: eval reads judge.model and judge.max_new_tokens (MT-Bench, Vicuna, AlpacaEval grading), and its
+    hand-kept dependency list had neither, so old grades counted as done after the judge changed."""
+    rd, c = RunDir(tmp_path), cfg()
+    mark(rd, Stage("eval", 2), c, None, {})
+    assert state(rd, Stage("eval", 2), cfg("judge.model=other/judge"), None).startswith("changed: judge.model")
+    assert state(rd, Stage("eval", 2), cfg("judge.max_new_tokens=64"), None).startswith("changed: judge.max_new")
+
+
+@pytest.mark.parametrize("override", ["judge.mode=expected", "judge.k=5", "judge.template=/my/judge.txt",
+                                      "judge.temperature=0.2", "eval.suites=[]", "eval.max_prompts=3"])
+def test_compare_ignores_judge_settings_it_does_not_read(tmp_path, override):
+    """Regression: compare depended on every judge.* key (mode, k, template), none of which it reads, so changing
+    them redid every head-to-head for nothing."""
+    rd, c = RunDir(tmp_path), cfg()
+    mark(rd, Stage("compare", 2), c, None, {})
+    assert state(rd, Stage("compare", 2), cfg(override), None) == "done"
 
 
 def test_eval_judge_marker_layout(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(EJ(0), c, None, {"pairwise_accuracy": 0.5})
+    mark(rd, EJ(0), c, None, {"pairwise_accuracy": 0.5})
     assert (tmp_path / "eval" / "judge-M0.done.json").is_file()
     assert rd.eval_dir == tmp_path / "eval"
     marker = rd.marker(EJ(0))
     assert (marker["stage"], marker["iteration"], marker["after"]) == ("eval-judge", 0, None)
-    assert rd.state(EJ(0), c, None) == "done"
+    assert state(rd, EJ(0), c, None) == "done"
 
 
 def test_redoing_an_evaluation_leaves_the_chain_done(tmp_path):
     rd, c = RunDir(tmp_path), cfg()
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(EJ(1), c, SFT, {})
-    rd.mark_done(GEN1, c, previous(GEN1), {})
+    mark(rd, SFT, c, None, {})
+    mark(rd, EJ(1), c, SFT, {})
+    mark(rd, GEN1, c, previous(GEN1), {})
     first = rd.marker(EJ(1))["token"]
-    rd.mark_done(EJ(1), c, previous(EJ(1)), {})  # eval-judge (M1) redone
+    mark(rd, EJ(1), c, previous(EJ(1)), {})  # eval-judge (M1) redone
     assert rd.marker(EJ(1))["token"] != first
-    assert rd.state(EJ(1), c, previous(EJ(1))) == "done"
-    assert rd.state(GEN1, c, previous(GEN1)) == "done"
+    assert state(rd, EJ(1), c, previous(EJ(1))) == "done"
+    assert state(rd, GEN1, c, previous(GEN1)) == "done"
     # and an evaluation goes stale when the model it evaluates is recomputed
-    rd.mark_done(SFT, c, None, {})
-    assert rd.state(EJ(1), c, previous(EJ(1))) == "stale"
+    mark(rd, SFT, c, None, {})
+    assert state(rd, EJ(1), c, previous(EJ(1))) == "stale"
 
 
 def test_eval_judge_config_keys(tmp_path):
     c = cfg()
-    keys = set(stage_config(c, EVAL_JUDGE))
+    keys = set(deps(Stage(EVAL_JUDGE, 1), c))
     assert {"data.eft_eval", "judge.mode", "judge.k", "judge.template", "judge_eval.max_prompts", "seed",
             "model.name"} <= keys
     assert not any(k.startswith(("data.eft_train", "data.ift", "sft.", "dpo.", "sample.", "generation."))
                    for k in keys)
     # an evaluation setting changes the evaluations only, never a stage of the loop
     rd = RunDir(tmp_path)
-    rd.mark_done(SFT, c, None, {})
-    rd.mark_done(EJ(1), c, SFT, {})
-    rd.mark_done(GEN1, c, SFT, {})
+    mark(rd, SFT, c, None, {})
+    mark(rd, EJ(1), c, SFT, {})
+    mark(rd, GEN1, c, SFT, {})
     other = cfg("judge_eval.max_prompts=5")
-    assert rd.state(EJ(1), other, SFT) == "changed: judge_eval.max_prompts was None, now 5"
-    assert rd.state(SFT, other, None) == "done" and rd.state(GEN1, other, SFT) == "done"
-    assert rd.state(EJ(1), cfg("data.eft_eval=/x.jsonl"), SFT).startswith("changed: data.eft_eval")
-    assert rd.state(EJ(1), cfg("judge.mode=expected"), SFT) == "changed: judge.mode was 'sample', now 'expected'"
+    assert state(rd, EJ(1), other, SFT) == "changed: judge_eval.max_prompts was None, now 5"
+    assert state(rd, SFT, other, None) == "done" and state(rd, GEN1, other, SFT) == "done"
+    assert state(rd, EJ(1), cfg("data.eft_eval=/x.jsonl"), SFT).startswith("changed: data.eft_eval")
+    assert state(rd, EJ(1), cfg("judge.mode=expected"), SFT) == "changed: judge.mode was 'sample', now 'expected'"
 
 
 def test_eval_judge_stage_str():

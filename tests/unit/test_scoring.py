@@ -7,16 +7,17 @@ import pytest
 from selfreward.backends import Sampling
 from selfreward.config import JudgeConfig
 from selfreward.errors import UserError
-from selfreward.judge import load_template
-from selfreward.scoring import (DIGITS, MIN_DIGIT_MASS, expected_row, requests_for, sampled_row, score_items,
-                                score_prefix)
+from selfreward.judges import templates
+from selfreward.judges.rubric import DIGITS, MIN_DIGIT_MASS, expected_row, requests_for, sampled_row, score_prefix
+from selfreward.judges.scorers import score_items
 
-TEMPLATE = load_template("builtin")
+TEMPLATE = templates.load("rubric")
 ITEMS = [("What is 2+2?", "4"), ("Name a color.", "Blue, like the sky."), ("Say hi.", "Hi!")]
 
 
 class FakeGenerator:
     """generate() returns texts[i][j] for judgment j of request i; option_probs() returns probs[i]."""
+    capabilities = frozenset({"generate", "option_probs"})
 
     def __init__(self, texts, probs=None):
         self.texts, self.probs = texts, probs
@@ -36,6 +37,7 @@ class FakeGenerator:
 
 class NoProbsGenerator:
     """A backend that can only sample text (as a server API would)."""
+    capabilities = frozenset({"generate"})
 
     def __init__(self):
         self.calls = []
@@ -206,8 +208,8 @@ def test_score_items_expected_mode_needs_option_probs():
     gen = NoProbsGenerator()
     with pytest.raises(UserError) as e:
         score_items(gen, TEMPLATE, ITEMS, JudgeConfig(mode="expected"), seed=0)
-    assert str(e.value) == ("judge.mode=expected needs token probabilities, which the NoProbsGenerator backend does "
-                            "not give; use judge.mode=sample or the transformers backend")
+    assert str(e.value) == ("judge.mode=expected needs next-token option probabilities, which the NoProbsGenerator "
+                            "does not give; use judge.mode=sample, or a backend that gives them (transformers)")
     assert gen.calls == []  # refused before any judgment was generated
 
 

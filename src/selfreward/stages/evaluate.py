@@ -1,129 +1,33 @@
-"""Stage eval: M_t on the benchmark suites of eval.suites, and its answers to the prompts iteration 1 held back.
-
-Answers are greedy (selfreward.compare.greedy) up to eval.max_new_tokens, so a re-run gives the same numbers.
-Suites that need a judge (mtbench, vicuna, alpaca) use judge.model when it is set, else M_t itself. Outputs in
-eval/: ifeval-M<t>.json (+ .responses.jsonl), suite-<name>-M<t>.json (+ .rows.jsonl) and
-answers-M<t>.heldout.jsonl, which the compare stages read.
-"""
+"""Stage eval (M_t, t >= 1): M_t on the benchmark suites of eval.suites (selfreward.evals.runner), and its greedy
+answers to the prompts iteration 1 held back, which the compare stages read. Suites that need a judge use
+eval.judge, else judge.model, else M_t itself (selfreward.compare.eval_judge)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from selfreward.backends import Generator, Sampling
-from selfreward.compare import answer, greedy, mean_len
-from selfreward.config import RunConfig
-from selfreward.evals import alpaca, mtbench
-from selfreward.evals.ifeval import load_ifeval, score_ifeval
-from selfreward.judge_eval import limit_groups
-from selfreward.records import read_jsonl, write_json, write_jsonl
-from selfreward.rundir import RunDir
-from selfreward.stages import judge_view, model_for, open_generator
-
-JUDGED = ("mtbench", "vicuna", "alpaca")
+from selfreward.compare import eval_judge, judge_target, resolve_judge
+from selfreward.evals.runner import JUDGED, evaluate_model
+from selfreward.records import read_jsonl
+from selfreward.stages.spec import Context, StageSpec
 
 
-def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
+def run(ctx: Context) -> dict:
+    cfg, rd, t = ctx.cfg, ctx.rd, ctx.t
     heldout = None
     if cfg.eval.compare_prompts > 0:
         heldout = [{"id": p["id"], "instruction": p["prompt"]}
                    for p in read_jsonl(rd.artifact(1, "prompts.heldout.jsonl"))]
-    judge = model_for(cfg, rd, t, cfg.judge.model) if cfg.judge.model else None
-    return {"model": f"M{t}", **evaluate_model(cfg, str(rd.policy(t)), f"M{t}", rd.eval_dir, heldout, judge)}
+    spec = eval_judge(cfg) if set(cfg.eval.suites) & set(JUDGED) else None
+    judge_cfg, judge = judge_target(cfg, spec, "eval.judge") if spec else (cfg, None)
+    return {"model": f"M{t}", **evaluate_model(cfg, str(rd.policy(t)), f"M{t}", rd.eval_dir, heldout, judge,
+                                               opener=ctx.opener, judge_cfg=judge_cfg,
+                                               judge_label=resolve_judge(spec)[1] if spec else None)}
 
 
-def evaluate_model(cfg: RunConfig, model: str, label: str, out: Path, heldout: list[dict] | None = None,
-                   judge: str | None = None) -> dict:
-    """cfg.eval.suites on `model`, plus its answers to `heldout` ({id, instruction} rows) when given. The judged
-    suites are graded by `judge` (a path, or a name a server serves), else by the model itself."""
-    sampling = greedy(cfg.eval.max_new_tokens, cfg.seed)
-    questions = {name: _questions(cfg, name) for name in cfg.eval.suites}  # bad files fail before a model loads
-    stats: dict = {}
-    answered: dict = {}
-    gen = open_generator(cfg, model)
-    try:
-        if heldout is not None:
-            stats.update(_heldout(cfg, label, out, gen, heldout))
-        if "ifeval" in questions:
-            stats.update(_ifeval(cfg, label, out, gen, sampling, questions["ifeval"]))
-        answered = {name: _answer(name, gen, sampling, rows) for name, rows in questions.items() if name in JUDGED}
-        if answered and judge is None:
-            stats.update(_grade(cfg, label, out, gen, answered, judge_name=label))
-    finally:
-        gen.close()
-    if answered and judge is not None:
-        judge_gen = open_generator(judge_view(cfg), judge)
-        try:
-            stats.update(_grade(cfg, label, out, judge_gen, answered, judge_name=cfg.judge.model or judge))
-        finally:
-            judge_gen.close()
-    return stats
-
-
-def heldout_path(rd: RunDir, t: int) -> Path:
-    return rd.eval_dir / f"answers-M{t}.heldout.jsonl"
-
-
-def _heldout(cfg: RunConfig, label: str, out: Path, gen: Generator, rows: list[dict]) -> dict:
-    answers = answer(gen, rows, label, cfg.eval.max_new_tokens, cfg.seed, desc=f"eval {label}: held-back prompts")
-    write_jsonl(out / f"answers-{label}.heldout.jsonl", answers)
-    return {"heldout_answers": len(answers), "heldout_mean_chars": mean_len([a["answer"] for a in answers])}
-
-
-def _ifeval(cfg: RunConfig, label: str, out: Path, gen: Generator, sampling: Sampling, rows: list[dict]) -> dict:
-    outs = gen.generate([[{"role": "user", "content": r["prompt"]}] for r in rows], sampling,
-                        desc=f"eval {label}: ifeval")
-    responses = [o[0] for o in outs]
-    result = score_ifeval(rows, responses)
-    per_row = result.pop("rows")
-    write_jsonl(out / f"ifeval-{label}.responses.jsonl",
-                [{**r, "prompt": row["prompt"], "response": resp} for r, row, resp in zip(per_row, rows, responses)])
-    write_json(out / f"ifeval-{label}.json", {"model": label, "iteration": _iteration(label), **result,
-                                              "mean_length_chars": mean_len(responses)})
-    print(f"IFEval {label} ({result['n_prompts']} prompts): prompt-level strict {result['prompt_strict']:.3f}, "
-          f"loose {result['prompt_loose']:.3f}; instruction-level strict {result['inst_strict']:.3f}, "
-          f"loose {result['inst_loose']:.3f}", flush=True)
-    return {k: round(result[k], 4) for k in ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose")}
-
-
-def _questions(cfg: RunConfig, name: str) -> list[dict]:
-    """A fixed seeded subset (eval.max_prompts) of a suite's questions."""
-    if name == "ifeval":
-        rows = load_ifeval()
-    elif name == "alpaca":
-        rows = alpaca.load_alpaca(cfg.eval.alpaca_reference)
-    else:
-        rows = mtbench.load_suite(name)
-    return limit_groups(rows, cfg.eval.max_prompts, cfg.seed)
-
-
-def _answer(name: str, gen: Generator, sampling: Sampling, rows: list[dict]):
-    """The suite's questions with the model's answers; graded later, perhaps by another model."""
-    if name == "alpaca":
-        return rows, alpaca.answer_alpaca(gen, rows, sampling, desc="eval: alpaca answers")
-    return mtbench.answer_mtbench(gen, rows, sampling, desc=f"eval: {name} answers")
-
-
-def _grade(cfg: RunConfig, label: str, out: Path, judge: Generator, answered: dict, judge_name: str) -> dict:
-    sampling = greedy(cfg.judge.max_new_tokens, cfg.seed)
-    stats = {}
-    for name, got in answered.items():
-        if name == "alpaca":
-            rows, summary = alpaca.judge_alpaca(judge, *got, sampling, seed=cfg.seed, desc="eval: alpaca judge")
-            summary = {"score": summary["tie_half_win_rate"], "score_is": "win rate against the reference, ties "
-                       "count half", **summary, "reference": cfg.eval.alpaca_reference}
-        else:
-            rows = mtbench.grade_single(judge, got, sampling, desc=f"eval: {name} grades")
-            summary = {**mtbench.summarise_single(rows), "score_is": "mean 1-10 rating over rated turns"}
-        write_jsonl(out / f"suite-{name}-{label}.rows.jsonl", rows)
-        write_json(out / f"suite-{name}-{label}.json", {"model": label, "iteration": _iteration(label), "suite": name,
-                                                        "judge": judge_name, **summary})
-        print(f"{name} {label} (judge {judge_name}): score {summary['score']}", flush=True)
-        stats[f"{name}_score"] = None if summary["score"] is None else round(summary["score"], 4)
-    return stats
-
-
-def _iteration(label: str) -> int | None:
-    """t of a run's model M<t>; None for a model outside a run."""
-    return int(label[1:]) if label[:1] == "M" and label[1:].isdigit() else None
-
+# The eval.* keys it reads, one by one: eval.margin, eval.judge_mode and eval.judge_check_pairs are compare's alone.
+STAGE = StageSpec("eval", run, deps=("model.dtype", "model.trust_remote_code", "model.chat_template", "eval.suites",
+                                     "eval.max_prompts", "eval.compare_prompts", "eval.max_new_tokens",
+                                     "eval.alpaca_reference", "eval.judge", "judge.model", "judge.max_new_tokens",
+                                     "seed"),
+                  reads=("{policy}", "iter1/prompts.heldout.jsonl"),
+                  writes=("eval/ifeval-M{t}.json", "eval/answers-M{t}.heldout.jsonl"),
+                  summary="M_t on the benchmark suites and the held-back prompts")

@@ -7,16 +7,15 @@ import random
 from collections import Counter
 
 from selfreward.backends import Sampling
-from selfreward.config import RunConfig
 from selfreward.data import load_ift
 from selfreward.errors import UserError
 from selfreward.prompts import PromptFilter, clean, draw_examples, example_pool, few_shot_request, request_lines
 from selfreward.records import write_jsonl
-from selfreward.rundir import RunDir
-from selfreward.stages import model_for, open_generator
+from selfreward.stages.spec import Context, StageSpec
 
 
-def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
+def run(ctx: Context) -> dict:
+    rd, cfg, t = ctx.rd, ctx.cfg, ctx.t
     c = cfg.gen_prompts
     seeds = [r["prompt"] for r in load_ift(cfg.data.ift, cfg.data.max_ift, cfg.seed)]
     filt = PromptFilter(c.min_words, c.max_words, c.rouge_l_max, c.banned_words)
@@ -27,7 +26,7 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
     held_back = cfg.eval.compare_prompts if t == 1 else 0  # the evals' head-to-head prompts, never trained on
     target = c.num_prompts + held_back
     kept, rejected, reasons = [], [], Counter()
-    gen = open_generator(cfg, model_for(cfg, rd, t, c.model))
+    gen = ctx.generator(ctx.model_for(c.model))
     try:
         for round_ in range(c.max_rounds):
             missing = target - len(kept)
@@ -60,3 +59,9 @@ def run(rd: RunDir, cfg: RunConfig, t: int) -> dict:
         write_jsonl(rd.artifact(t, "prompts.heldout.jsonl"), ({"id": i, "prompt": p} for i, p in enumerate(held)))
     return {"prompts_kept": len(train), "prompts_held_back": len(held), "prompts_generated": len(kept) + len(rejected),
             "rejected": dict(reasons)}
+
+
+STAGE = StageSpec("gen-prompts", run, deps=("model.dtype", "model.trust_remote_code", "model.chat_template", "data.ift",
+                                            "data.max_ift", "gen_prompts", "eval.compare_prompts", "seed"),
+                  reads=("{policy}",), writes=("iter{t}/prompts.jsonl", "iter{t}/prompts.rejected.jsonl"),
+                  command=True, summary="M_t (or a fixed writer) writes new instructions")

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from selfreward import faults, records
 from selfreward.config import DPOConfig, LoraConfig, RunConfig, SFTConfig
+from selfreward.errors import UserError
 from selfreward.models import bf16_supported, load_tokenizer
 
 
@@ -26,7 +28,8 @@ def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[
         per_device_train_batch_size=c.batch_size,
         gradient_accumulation_steps=c.grad_accum, max_length=c.max_length, bf16=bf16,
         activation_checkpointing=c.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=False, dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=1,
+        disable_tqdm=False, dataloader_num_workers=0,
     )
 
 
@@ -35,8 +38,13 @@ def load_trainable(path: str, cfg: RunConfig):
 
     # fp32 weights, also under LoRA (its merge would otherwise round small updates away); bf16 enters through
     # autocast (mixed precision).
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                trust_remote_code=cfg.model.trust_remote_code)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                                    trust_remote_code=cfg.model.trust_remote_code)
+    except Exception as e:  # missing or damaged weights raise OSError, ValueError, safetensors errors...: one line
+        text = str(e).strip()
+        raise UserError(f"could not load model '{path}' for training: {type(e).__name__}: "
+                        f"{text.splitlines()[0][:300] if text else 'no message'}") from None
 
 
 def training_tokenizer(path: str, cfg: RunConfig):
@@ -65,26 +73,39 @@ def save_final(trainer, tokenizer, target: Path) -> None:
     """
     tmp = target.with_name(target.name + ".tmp")
     main = trainer.accelerator.is_main_process
+    records.about_to_write()  # the stage's old done-marker goes now (pipeline.execute)
     if main:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run
     trainer.accelerator.wait_for_everyone()
-    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(unwrapped, "merge_and_unload"):
-        merged = unwrapped.merge_and_unload()
+    try:
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(unwrapped, "merge_and_unload"):
+            merged = unwrapped.merge_and_unload()
+            if main:
+                merged.save_pretrained(tmp, safe_serialization=True)
+        else:
+            trainer.save_model(str(tmp))  # gathers sharded (FSDP/ZeRO-3) weights; writes on the main process only
+        trainer.accelerator.wait_for_everyone()
         if main:
-            merged.save_pretrained(tmp, safe_serialization=True)
-    else:
-        trainer.save_model(str(tmp))  # gathers sharded (FSDP/ZeRO-3) weights; writes on the main process only
-    trainer.accelerator.wait_for_everyone()
-    if main:
-        tokenizer.padding_side = "left"
-        tokenizer.save_pretrained(tmp)
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run dir keeps the config as YAML
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # nothing in it: checkpoints are off
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(tmp)
+            (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run dir keeps the config as YAML
+            faults.point("model-save")
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+            shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # nothing in it: checkpoints are off
+    except Exception as e:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_error(e):  # a full disk or read-only directory: one line; the stage is redone on the next run
+            raise UserError(f"could not save the model to {target}: {str(e).strip().splitlines()[0][:300]}") from None
+        raise
     trainer.accelerator.wait_for_everyone()
 
+
+def _disk_error(e: Exception) -> bool:
+    """OSError, or safetensors' own error type wrapping one (it reports "No space left on device (os error 28)")."""
+    return isinstance(e, OSError) or type(e).__name__ == "SafetensorError" and "os error" in str(e)
 
 
 def is_main_process() -> bool:

@@ -1,4 +1,4 @@
-"""Human-ranked judge-evaluation sets, read into the groups that `selfreward.judge_metrics` scores.
+"""Human-ranked judge-evaluation sets, read into the groups that `selfreward.judges.metrics` scores.
 
 A group is one prompt and its responses, each with a human value (higher is better) and, when the source has
 one, the response's id:
@@ -7,7 +7,7 @@ The judge's scores are not here: the caller adds a "score" to each response.
 
 The format is detected from the fields of the first row; every later row must then have that format's fields.
 - builtin (= builtin:eft_eval) and builtin:eft_train: the shipped EFT splits (seed/eft_*.jsonl), read as the
-  ranked format. Their `score` field is the score in the EFT target, not a human value, and is not read.
+  ranked format; builtin:llmbar-natural: LLMBar Natural's 100 pairs (bench/LLMBar_Natural.jsonl, MIT). Their `score` field is the score in the EFT target, not a human value, and is not read.
 - ranked (ours): prompt, response, and either human_score (higher is better) or rank (lower is better, 0 = best;
   human = -rank); human_score is used when the first row has both. Rows are grouped by prompt_id when the first
   row has one, else by identical prompt text. An `id` field is kept as the response id.
@@ -75,11 +75,11 @@ def load_judge_set(spec: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _read(spec: str) -> tuple[list[dict[str, Any]], str]:
-    builtin = {"builtin": "eft_eval.jsonl", "builtin:eft_eval": "eft_eval.jsonl",
-               "builtin:eft_train": "eft_train.jsonl"}
+    builtin = {"builtin": "seed/eft_eval.jsonl", "builtin:eft_eval": "seed/eft_eval.jsonl",
+               "builtin:eft_train": "seed/eft_train.jsonl", "builtin:llmbar-natural": "bench/LLMBar_Natural.jsonl"}
     if spec in builtin:
-        with resources.as_file(resources.files("selfreward.data").joinpath("seed", builtin[spec])) as path:
-            return read_jsonl(path), f"builtin {builtin[spec]}"
+        with resources.as_file(resources.files("selfreward.data").joinpath(builtin[spec])) as path:
+            return read_jsonl(path), f"builtin {Path(builtin[spec]).name}"
     path = Path(spec).expanduser()
     if not path.is_file():
         raise UserError(f"judge set not found: {path} (give a JSONL file, or one of: {', '.join(builtin)})")

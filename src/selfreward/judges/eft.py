@@ -5,7 +5,7 @@ become training targets only if their scores order the responses as the humans d
 own wording with the humans' preferences. The most frequent score is then thinned (the paper's 4s), so the judge
 does not learn to answer one number, and the rows are split by prompt into train and eval.
 
-Everything here is pure: the judging itself is `selfreward.scoring.score_items`, run by the caller.
+Everything here is pure: the judging itself is `selfreward.judges.scorers.score_items`, run by the caller.
 Inputs:
     groups      [{"id": str, "prompt": str, "responses": [{"text": str, "human": float, "id": str?}, ...]}]
     judge_rows  one `score_items` row per response, flattened over groups in order.
@@ -21,8 +21,8 @@ from collections import Counter
 from typing import Any
 
 from selfreward.errors import UserError
-from selfreward.judge import MAX_SCORE, parse_score
-from selfreward.scoring import score_prefix
+from selfreward.judges.rubric import score_prefix
+from selfreward.judges.rubric_parse import MAX_SCORE, parse_score
 
 SOURCE = "build-eft"
 REASONS = ("unscored", "no human order", "disagrees")

@@ -17,6 +17,11 @@ Definitions. A pair is an unordered pair of responses within one group.
   this is the signal beyond length. None when there are no such pairs.
 - length_correlation: Spearman rho (scipy.stats.spearmanr) between score and length over every scored response,
   pooled across groups. None with fewer than 3 scored responses, or when scores or lengths are all equal.
+- partial_correlation: the correlation of score with the human value at fixed length: the partial Spearman
+  correlation (r_sh - r_sl r_hl) / sqrt((1 - r_sl^2)(1 - r_hl^2)) over the same pooled responses, from the
+  Spearman correlations of score (s), human value (h) and length (l). What a judge knows beyond length: a score
+  that is a function of length (|r_sl| = 1, the length heuristic) gets 0. None with fewer than 4 scored responses,
+  where a correlation is undefined, or where the human value is a function of length.
 
 The group metrics below run over the ranked groups: those with >= 2 distinct `human` values (their number is
 correlation_groups). A group whose responses all tie for humans has no order to recover. Each is None when
@@ -45,7 +50,8 @@ from collections import Counter
 from itertools import combinations
 from typing import Any, Callable
 
-from scipy.stats import spearmanr
+import numpy as np
+from scipy.stats import rankdata, spearmanr
 
 FIVE = 4.5  # the lowest score that rounds to 5
 
@@ -54,12 +60,14 @@ def judge_metrics(groups: list[dict[str, Any]]) -> dict[str, Any]:
     total: Counter = Counter()
     exact, top1, rhos, taus = [], [], [], []
     scored: list[tuple[float, int]] = []
+    humans: list[float] = []
     for g in groups:
         responses = g["responses"]
         total["groups"] += 1
         stats = _pair_counts(responses)
         total.update(stats)
         scored += [(r["score"], len(r["text"])) for r in responses if r.get("score") is not None]
+        humans += [r["human"] for r in responses if r.get("score") is not None]
         if len({r["human"] for r in responses}) < 2:
             continue
         exact.append(float(stats["mismatch"] == 0))
@@ -80,6 +88,7 @@ def judge_metrics(groups: list[dict[str, Any]]) -> dict[str, Any]:
         "shorter_preferred_pairs": short,
         "shorter_preferred_accuracy": _accuracy(total["short_agree"], total["short_tie"], short),
         "length_correlation": _length_correlation(scored),
+        "partial_correlation": _partial_correlation(scored, humans),
         "correlation_groups": len(exact),
         "exact_match": _mean(exact),
         "five_best": total["five_best"] / total["five_best_n"] if total["five_best_n"] else None,
@@ -106,6 +115,7 @@ def baseline_metrics(groups: list[dict[str, Any]], seed: int = 0, draws: int = 2
 _COLUMNS = [  # header, metric key, format
     ("pairs", "pairs", "int"), ("pairwise acc %", "pairwise_accuracy", "pct"),
     ("shorter-pref acc %", "shorter_preferred_accuracy", "pct"), ("len corr", "length_correlation", "num"),
+    ("partial corr | len", "partial_correlation", "num"),
     ("exact %", "exact_match", "pct"), ("5-best %", "five_best", "pct"), ("top1 %", "top1", "pct"),
     ("spearman", "spearman", "num"), ("kendall", "kendall", "num"), ("parse fail %", "parse_failure_rate", "pct"),
 ]
@@ -174,6 +184,18 @@ def _length_correlation(scored: list[tuple[float, int]]) -> float | None:
     if len(scored) < 3 or len(set(scores)) < 2 or len(set(lengths)) < 2:
         return None
     return float(spearmanr(scores, lengths).statistic)
+
+
+def _partial_correlation(scored: list[tuple[float, int]], humans: list[float]) -> float | None:
+    if len(scored) < 4 or len({s for s, _ in scored}) < 2 or len(set(humans)) < 2 or len({n for _, n in scored}) < 2:
+        return None
+    s, n, h = (rankdata(x) for x in ([x for x, _ in scored], [y for _, y in scored], humans))
+    r_sh, r_sl, r_hl = (float(np.corrcoef(a, b)[0, 1]) for a, b in ((s, h), (s, n), (h, n)))
+    if not all(map(math.isfinite, (r_sh, r_sl, r_hl))) or 1 - r_hl ** 2 <= 1e-12:
+        return None
+    if 1 - r_sl ** 2 <= 1e-12:
+        return 0.0  # the score is a function of length: at fixed length it says nothing
+    return (r_sh - r_sl * r_hl) / math.sqrt((1 - r_sl ** 2) * (1 - r_hl ** 2))
 
 
 def _ranks(xs: list[float]) -> list[float]:

@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from selfreward.build_eft import build
+from selfreward.backends import open_generator
 from selfreward.config import ModelConfig, RunConfig
-from selfreward.judge import load_template
-from selfreward.judge_eval import limit_groups
+from selfreward.judges import templates
+from selfreward.judges.eft import build
+from selfreward.judges.scorers import needs, score_items
 from selfreward.models import resolve_model
-from selfreward.pipeline import execute, prepare
+from selfreward.pipeline import execute, prepare, state
 from selfreward.records import read_jsonl, write_json, write_jsonl
 from selfreward.rundir import RunDir, Stage
-from selfreward.scoring import score_items
-from selfreward.stages import open_generator
 
 
 def run_build(cfg: RunConfig, groups: list[dict], out: Path, model: str | None, eval_fraction: float,
@@ -46,7 +45,7 @@ def _sft_baseline(rd: RunDir, cfg: RunConfig, argv: list[str]) -> str:
     cfg.data.max_eft = 0
     prepare(rd, cfg, argv)
     stage = Stage("sft", 0)
-    if rd.state(stage, cfg, None) != "done":
+    if state(rd, cfg, stage) != "done":
         print("[run ] sft on IFT only (the judge that writes the EFT judgments)", flush=True)
         execute(rd, cfg, stage)
     else:
@@ -63,9 +62,10 @@ def _judgments(rd: RunDir, cfg: RunConfig, groups: list[dict], judge_model: str)
         print("[skip] judgments: done", flush=True)
         return [{k: v for k, v in r.items() if k not in ("group_id", "text")} for r in read_jsonl(path)]
     items = [(g["prompt"], r["text"]) for g in groups for r in g["responses"]]
-    gen = open_generator(cfg, judge_model)
+    gen = open_generator(cfg, judge_model, role="judge", needs=needs(cfg.judge), purpose=f"judge.mode={cfg.judge.mode}")
     try:
-        rows = score_items(gen, load_template(cfg.judge.template), items, cfg.judge, cfg.seed, desc="build-eft judge")
+        rows = score_items(gen, templates.load("rubric", cfg.judge.template), items, cfg.judge, cfg.seed,
+                           desc="build-eft judge")
     finally:
         gen.close()
     ids = [(g["id"], r["text"]) for g in groups for r in g["responses"]]

@@ -8,8 +8,12 @@ ceiling for the model.
     naive  fp32; one sequence per forward pass, so every answer and every judgment re-reads its whole prompt;
            no shared prefix; DPO in fp32 with the reference model run at every step
 
-Each configuration runs in a process of its own (bench_worker), so its peak memory is its own. The naive one
-judges the fast one's answers and trains on its pairs: judge and DPO time the same work in both.
+Each configuration runs in a process of its own (bench_worker), so its peak memory is its own, and runs the real
+stages (sample, judge, pairs, dpo through `pipeline.execute`) on a small run directory, WORK/<config>/run. The naive
+one judges the fast one's answers and trains on its pairs: judge and DPO time the same work in both.
+
+The ceiling is measured per batch size after one untimed warm-up at that batch size, as the mean of
+`ceiling_repeats` timed generations, with their spread.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class BenchSettings:
     dpo_batch_size: int = 4
     dpo_max_length: int = 768
     ceiling_batches: tuple[int, ...] = (8, 16, 32, 64)
+    ceiling_repeats: int = 3  # timed generations per batch size, after one untimed warm-up at that size
     drift_candidates: int = 16
 
 
@@ -65,13 +70,14 @@ def run(model: str, settings: BenchSettings, naive: bool = True, work: Path | No
         report["ceiling"] = _spawn(root / "ceiling", {**common, "kind": "ceiling", "dtype": "auto"})
         report["fast"] = _spawn(root / "fast", {**common, "kind": "iteration", "batch_size": settings.batch_size,
                                                 **CONFIGS["fast"]})
+        fast_iter = Path(report["fast"]["run_dir"]) / "iter1"
         if naive:
             report["naive"] = _spawn(root / "naive", {**common, "kind": "iteration", **CONFIGS["naive"],
-                                                      "judge_candidates": str(root / "fast" / "candidates.jsonl"),
-                                                      "dpo_pairs": str(root / "fast" / "pairs.jsonl")})
+                                                      "judge_candidates": str(fast_iter / "candidates.jsonl"),
+                                                      "dpo_pairs": str(fast_iter / "pairs.jsonl")})
         if work is not None:
             report["work"] = str(root)
-        fast_pairs = _read_jsonl(root / "fast" / "pairs.jsonl")
+        fast_pairs = _read_jsonl(fast_iter / "pairs.jsonl")
     report["summary"] = summarize(report, fast_pairs)
     return report
 
@@ -82,7 +88,7 @@ def _spawn(work: Path, spec: dict) -> dict:
     (work / "spec.json").write_text(json.dumps(spec, indent=1))
     name = work.name
     print(f"bench: running the {name} configuration", file=sys.stderr, flush=True)
-    rc = subprocess.run([sys.executable, "-m", "selfreward.bench_worker", str(work / "spec.json")]).returncode
+    rc = subprocess.run([sys.executable, "-m", "selfreward.commands.bench_worker", str(work / "spec.json")]).returncode
     if rc != 0:
         raise UserError(f"benchmark configuration '{name}' failed (exit status {rc}); its output is above")
     return json.loads((work / "result.json").read_text())
@@ -180,18 +186,43 @@ def table(report: dict) -> str:
     for stage, keys in metrics.items():
         for key in keys:
             values = [report[c]["stages"][stage][key] for c in configs]
-            ratio = f"{values[1] / values[0]:.2f}x" if len(values) == 2 and key in ("wall_s", "s_per_step") else ""
-            rows.append((stage, key, *map(str, values), ratio))
+            ratio = f"{values[1] / values[0]:.2f}x" if len(values) == 2 and key in ("wall_s", "s_per_step") \
+                and None not in values and values[0] else ""
+            rows.append((stage, key, *("-" if v is None else str(v) for v in values), ratio))
     s = report["summary"]
     ratio = f"{s['speedup']['iteration']:.2f}x" if "speedup" in s else ""
     rows.append(("iteration", "wall_s", *(str(s["iteration_s"][c]) for c in configs), ratio))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     c = report["ceiling"]
-    lines.append(f"\nceiling: {c['tok_s']} generated tok/s (batch {c['best_batch']}; "
-                 + ", ".join(f"{b}: {v['tok_s']}" for b, v in c["by_batch"].items())
-                 + f"); sample stage at {s['sample_fraction_of_ceiling']:.0%} of it")
+    lines.append(f"\nceiling: {c['tok_s']} generated tok/s (batch {c['best_batch']}); sample stage at "
+                 f"{s['sample_fraction_of_ceiling']:.0%} of it")
+    lines.append(f"  per batch, mean of {c['repeats']} after a warm-up [min-max, std]: "
+                 + ", ".join(f"{b}: {v['tok_s']} [{v['tok_s_min']}-{v['tok_s_max']}, {v['tok_s_std']}]"
+                             for b, v in c["by_batch"].items()))
     if "bf16_vs_fp32" in s:
         lines.append(f"{report['fast']['dtype']} (fast) vs {report['naive']['dtype']} (naive), same answers:")
         lines += [f"  {key}: {value}" for key, value in s["bf16_vs_fp32"].items()]
     return "\n".join(lines)
+
+
+def command(ns) -> int:
+    from selfreward.commands.bench import BenchSettings, run, table
+    from selfreward.records import write_json
+
+    try:
+        batches = tuple(int(x) for x in ns.ceiling_batches.split(","))
+    except ValueError:
+        raise UserError(f"--ceiling-batches must be integers separated by commas, got {ns.ceiling_batches!r}") from None
+    settings = BenchSettings(prompts=ns.prompts, n=ns.n, max_new_tokens=ns.max_new_tokens, k=ns.k,
+                             judge_max_new_tokens=ns.judge_max_new_tokens, batch_size=ns.batch_size,
+                             dpo_batch_size=ns.dpo_batch_size, ceiling_batches=batches)
+    small = {k: v for k, v in vars(settings).items() if k != "ceiling_batches" and v < (2 if k == "n" else 1)}
+    if small or min(batches) < 1:
+        raise UserError(f"bench: {', '.join(small) or '--ceiling-batches'} must be at least 1 (--n at least 2)")
+    report = run(ns.model, settings, naive=ns.naive, work=Path(ns.work) if ns.work else None)
+    print(table(report))
+    if ns.out:
+        write_json(Path(ns.out), report)
+        print(f"\nReport in {ns.out}")
+    return 0
