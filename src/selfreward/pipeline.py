@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from selfreward import faults, records
+from selfreward import faults, memory, records
 from selfreward.backends import open_generator
 from selfreward.config import RunConfig
 from selfreward.errors import UserError
@@ -49,7 +49,10 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
     start = time.time()
     if spec.training and cfg.accelerate_config and not os.environ.get(_LAUNCHED):
         _launch_accelerate(rd, cfg, stage, old["token"] if old else None)  # the launched processes mark it done
-        return rd.marker(stage)["stats"]
+        return {**rd.marker(stage)["stats"], "peak_rss_mb": recorded_usage(rd).get(usage_key(stage), {}).get(
+            "peak_rss_mb")}
+    before = memory.rss_mb()
+    memory.reset_peak()
     with faults.scope(f"{stage.name}:{stage.iteration}"):
         with records.on_first_write(lambda: rd.clear(stage)):
             faults.point("stage-start")
@@ -58,7 +61,38 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
             faults.point("stage-end")
         if not spec.training or _is_main_process():
             rd.mark_done(stage, stage_config(cfg, spec.deps), prev, stats)
-    return stats
+    usage = {"peak_rss_mb": memory.peak_rss_mb(), "rss_before_mb": before}
+    memory.release()  # what the stage loaded goes back to the system, not only to the allocator
+    usage["rss_after_mb"] = memory.rss_mb()
+    if not spec.training or _is_main_process():
+        record_usage(rd, stage, usage)
+    return {**stats, "peak_rss_mb": usage["peak_rss_mb"]}
+
+
+def record_usage(rd: RunDir, stage: Stage, usage: dict) -> None:
+    """The stage's memory (MiB: peak resident memory while it ran, resident memory before it and after it),
+    kept in manifest.json under "stages" (the summary shows the peaks). Not in the done-marker, whose stats are
+    the stage's results: memory differs from run to run, a result must not. Never fails a stage."""
+    path = rd.root / "manifest.json"
+    try:
+        manifest = _read_manifest(path)
+        manifest.setdefault("stages", {})[usage_key(stage)] = {**usage, "time": _now()}
+        write_json(path, manifest)
+    except (OSError, UserError):
+        pass
+
+
+def usage_key(stage: Stage) -> str:
+    return memory.stage_key(stage.name, stage.iteration)
+
+
+def recorded_usage(rd: RunDir) -> dict[str, dict]:
+    """manifest.json's "stages": usage_key(stage) -> the memory record_usage kept of its last run ({} if none)."""
+    try:
+        stages = _read_manifest(rd.root / "manifest.json").get("stages", {})
+    except (OSError, UserError):
+        return {}
+    return stages if isinstance(stages, dict) else {}
 
 
 def check_changes(rd: RunDir, cfg: RunConfig, redo: bool) -> None:

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfreward.records import write_json, write_text
+from selfreward.errors import UserError
+from selfreward.records import read_json, write_json, write_text
 from selfreward.rundir import EVAL_JUDGE, ITER_STAGES, RunDir, Stage
 
 COLUMNS = [
-    ("iter", "iteration"), ("prompts", "prompts_kept"), ("cands", "candidates"),
-    ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"), ("scores 0/1/2/3/4/5", "score_histogram"),
-    ("pairs", "pairs"), ("chosen len", "mean_chosen_chars"), ("rejected len", "mean_rejected_chars"),
-    ("wall s", "wall_seconds"),
+    ("iter", "iteration"), ("prompts", "prompts_kept"), ("cands", "candidates"), ("cut off", "cut_off"),
+    ("reward", "reward_source"), ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"),
+    ("scores 0/1/2/3/4/5", "score_histogram"), ("pairs", "pairs"), ("chosen len", "mean_chosen_chars"),
+    ("rejected len", "mean_rejected_chars"), ("wall s", "wall_seconds"),
 ]
 JUDGE_COLUMNS = [
-    ("judge", "model"), ("mode", "mode"), ("pairs", "pairs"), ("pairwise acc", "pairwise_accuracy"),
-    ("shorter-preferred acc", "shorter_preferred_accuracy"), ("length corr", "length_correlation"),
+    ("judge", "model"), ("reward", "source"), ("mode", "mode"), ("pairs", "pairs"),
+    ("pairwise acc", "pairwise_accuracy"), ("shorter-preferred acc", "shorter_preferred_accuracy"),
+    ("length corr", "length_correlation"), ("partial corr | length", "partial_correlation"),
     ("parse fail", "parse_failure_rate"), ("mean score", "mean_score"),
     ("length heuristic acc", "length_baseline_accuracy"),
 ]
@@ -111,7 +113,9 @@ def summary(rd: RunDir, iterations: int) -> tuple[str, dict[str, Any]]:
     rows = iteration_rows(rd, iterations)
     judges = judge_rows(rd, iterations)
     models = model_rows(rd, iterations)
-    data = {"sft": sft["stats"] if sft else None, "iterations": rows, "judge_agreement": judges, "models": models}
+    memory = memory_rows(rd)
+    data = {"sft": sft["stats"] if sft else None, "iterations": rows, "judge_agreement": judges, "models": models,
+            "memory": memory}
     head = f"SFT: {_brief_sft(sft['stats'])}\n" if sft else "SFT: not done\n"
     text = head + table(rows) + _meta_text(rows)
     if judges:
@@ -121,7 +125,28 @@ def summary(rd: RunDir, iterations: int) -> tuple[str, dict[str, Any]]:
         text += ("\n\nEach model on IFEval and head to head on the held-back prompts (wins/ties/losses, both orders; "
                  "p = mean P(this model's answer is better) by forced choice), and the judge of its head-to-head on "
                  "LLMBar Natural beside the length heuristic:\n" + table(models, MODEL_COLUMNS))
+    if memory:
+        text += ("\n\nMemory per stage (MiB resident: the peak while it ran; before it and after it, once it had "
+                 "released what it loaded):\n" + table(memory, MEMORY_COLUMNS))
     return text, data
+
+
+MEMORY_COLUMNS = [("stage", "stage"), ("peak", "peak_rss_mb"), ("before", "rss_before_mb"),
+                  ("after", "rss_after_mb")]
+
+
+def memory_rows(rd: RunDir) -> list[dict[str, Any]]:
+    """Each stage's memory as its last run recorded it in manifest.json ("stages", see pipeline.record_usage), in
+    the order the stages first ran; [] for a run without those records."""
+    path = rd.root / "manifest.json"
+    try:
+        stages = read_json(path).get("stages", {}) if path.is_file() else {}
+    except (OSError, ValueError, AttributeError, UserError):
+        return []
+    if not isinstance(stages, dict):
+        return []
+    return [{"stage": key, **{k: v for k, v in usage.items() if k != "time"}}
+            for key, usage in stages.items() if isinstance(usage, dict)]
 
 
 SCORE_COLUMNS = [

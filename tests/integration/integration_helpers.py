@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "src" / "selfreward" / "recipes" / "tiny-cpu.yaml"
 SELFREWARD_BIN = Path(sys.executable).with_name("selfreward")
@@ -38,6 +36,7 @@ FAST = [
     "eval.suites=[ifeval]",
     "eval.max_prompts=2",  # IFEval of M1..M3 on 2 prompts
     "eval.compare_prompts=2",  # iteration 1 holds back 2 generated prompts for compare (M2), (M3)
+    "eval.judge_check_pairs=4",  # compare (M2), (M3): their judge on 4 LLMBar Natural pairs
     "eval.max_new_tokens=12",
     "sft.max_length=768",
     "sft.mixed_precision=fp32",

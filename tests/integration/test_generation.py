@@ -27,44 +27,43 @@ def untied_model_dir(tmp_path_factory, tokenizer):
 
 
 def make(model_dir, batch_size):
+    """The backend, recording each group of requests it admits to the running batch: their own token ids, and
+    how many rows (samples) each decodes."""
     from selfreward.backends.hf import HFGenerator
 
     gen = HFGenerator(str(model_dir), dtype=torch.float32, batch_size=batch_size)
     calls = []
-    original = gen.model.generate
+    original = gen._start_rows
 
-    def recording(**kwargs):
-        out = original(**kwargs)
-        width = kwargs["input_ids"].shape[1]
-        calls.append({"input_ids": kwargs["input_ids"], "new_ids": out[:, width:].tolist()})
-        return out
+    def recording(prefix, batch):
+        calls.append({"units": [list(u) for u in batch], "rows": [u.rows for u in batch]})
+        return original(prefix, batch)
 
-    gen.model.generate = recording
+    gen._start_rows = recording
     return gen, calls
 
 
 def test_shapes_and_sorted_batches(tiny_model_dir):
     from selfreward.backends import Sampling
 
-    gen, calls = make(tiny_model_dir, batch_size=6)  # n=3 -> 2 requests per batch -> 3 batches
+    gen, calls = make(tiny_model_dir, batch_size=6)  # n=3 -> 2 requests per batch
     try:
-        out = gen.generate(REQUESTS, Sampling(n=3, temperature=0.7, top_p=0.9, max_new_tokens=8, seed=1))
+        out = gen.complete(REQUESTS, Sampling(n=3, temperature=0.7, top_p=0.9, max_new_tokens=8, seed=1))
+        prefix = len(gen._shared_prefix([gen._encode(r) for r in REQUESTS]).ids)
     finally:
         gen.close()
     assert len(out) == len(REQUESTS)
-    assert all(isinstance(o, list) and len(o) == 3 and all(isinstance(s, str) for s in o) for o in out)
+    assert all(isinstance(o, list) and len(o) == 3 and all(isinstance(c.text, str) for c in o) for o in out)
     # a random model at temperature 0.7 never repeats itself: the 3 samples of a request are distinct
-    assert all(len(set(o)) == 3 for o in out)
-    # batches were built longest first, each holding 2 requests x 3 samples (each request's row repeated once per
-    # sample after its prompt was read once)
+    assert all(len({c.text for c in o}) == 3 for o in out)
+    # requests joined the batch longest first, 2 at a time (each decodes 3 rows after its prompt was read once);
+    # a random model never writes the end of sequence, so rows end together at max_new_tokens and the next two join
     lengths = sorted((len(gen._encode(r)) for r in REQUESTS), reverse=True)
-    assert [c["input_ids"].shape[0] for c in calls] == [6, 6, 3]
-    assert [len(c["new_ids"]) for c in calls] == [6, 6, 3]
-    widths = [c["input_ids"].shape[1] for c in calls]
-    assert widths == [lengths[0], lengths[2], lengths[4]]
-    # max_new_tokens reaches generate(); a random model never emits EOS, so every batch runs the full 8 tokens
-    assert all(len(ids) == 8 for c in calls for ids in c["new_ids"])
-    assert all(s.strip() == s for o in out for s in o)  # texts come back stripped
+    assert [len(c["units"]) for c in calls] == [2, 2, 1]
+    assert all(rows == 3 for c in calls for rows in c["rows"])
+    assert [len(u) + prefix for c in calls for u in c["units"]] == lengths
+    assert all(not c.finished and c.text for o in out for c in o)  # cut at max_new_tokens
+    assert all(c.text.strip() == c.text for o in out for c in o)  # texts come back stripped
 
 
 def test_greedy_results_in_request_order_and_same_alone_or_batched(untied_model_dir):
@@ -75,19 +74,15 @@ def test_greedy_results_in_request_order_and_same_alone_or_batched(untied_model_
     try:
         batched = gen.generate(REQUESTS, greedy)
         (batch_call,) = calls
-        alone_text, alone_ids = [], []
-        for r in REQUESTS:
-            alone_text.append(gen.generate([r], greedy))
-            alone_ids.append(calls[-1]["new_ids"][0])
-        # order of the rows in the padded batch: longest prompt first
+        alone = [gen.generate([r], greedy)[0] for r in REQUESTS]
+        # order of the rows in the batch: longest prompt first
         order = sorted(range(len(REQUESTS)), key=lambda i: -len(gen._encode(REQUESTS[i])))
-        batch_ids = {i: batch_call["new_ids"][row] for row, i in enumerate(order)}
+        prefix = len(gen._shared_prefix([gen._encode(r) for r in REQUESTS]).ids)
     finally:
         gen.close()
-    assert len({tuple(ids) for ids in alone_ids}) == len(REQUESTS), "greedy outputs must differ to prove the order"
-    for i in range(len(REQUESTS)):
-        assert batch_ids[i] == alone_ids[i], f"request {i}: left padding changed the greedy tokens"
-        assert batched[i] == alone_text[i][0]
+    assert len({a[0] for a in alone}) == len(REQUESTS), "greedy outputs must differ to prove the order"
+    assert batched == alone, "left padding or the batch changed the greedy tokens"
+    assert [len(u) + prefix for u in batch_call["units"]] == [len(gen._encode(REQUESTS[i])) for i in order]
     assert order != list(range(len(REQUESTS)))  # the sort really permuted the requests
 
 
@@ -103,8 +98,8 @@ def test_batch_size_below_n(tiny_model_dir):
         gen.close()
     assert [len(o) for o in out] == [5, 5, 5]
     assert all(len(set(o)) == 5 for o in out)
-    assert [c["input_ids"].shape[0] for c in calls] == [2] * 7 + [1]
-    assert [len(c["new_ids"]) for c in calls] == [2] * 7 + [1]
+    assert [len(c["units"]) for c in calls] == [2] * 7 + [1]
+    assert all(rows == 1 for c in calls for rows in c["rows"])
 
 
 def test_same_seed_same_samples(tiny_model_dir):
@@ -130,21 +125,21 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_order(untied_model_dir, mo
     gen, _ = make(untied_model_dir, batch_size=8)
     try:
         expected = gen.generate(REQUESTS, greedy)
-        real = gen._generate_batch
+        real = gen._start_rows
         sizes = []
 
-        def flaky(prefix, batch, n, sampling):
+        def flaky(prefix, batch):
             sizes.append(len(batch))
             if len(batch) > 2:
                 raise torch.OutOfMemoryError("simulated")
-            return real(prefix, batch, n, sampling)
+            return real(prefix, batch)
 
-        monkeypatch.setattr(gen, "_generate_batch", flaky)
+        monkeypatch.setattr(gen, "_start_rows", flaky)
         got = gen.generate(REQUESTS, greedy)
     finally:
         gen.close()
     assert got == expected
-    # 5 requests fit in 8: OOM; half of the 5 tried, 2 per batch: 2 + 2 + 1
+    # 5 requests fit in 8: OOM; half of the 5 tried, 2 at a time: 2 + 2 + 1
     assert sizes == [5, 2, 2, 1]
 
 
@@ -165,10 +160,9 @@ def test_model_without_chat_template_uses_model_chat_template(tiny_model_dir, tm
     """A base model has no chat template: generation stages take model.chat_template, as training does."""
     import shutil
 
-    from selfreward.backends import Sampling
+    from selfreward.backends import Sampling, open_generator
     from selfreward.config import load_config
     from selfreward.errors import UserError
-    from selfreward.stages import open_generator
 
     base = tmp_path / "base"
     shutil.copytree(tiny_model_dir, base)

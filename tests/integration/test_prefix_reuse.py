@@ -127,7 +127,7 @@ def test_n_samples_from_one_prefill(untied_model_dir, monkeypatch):
         seen = []
         original = gen.model.forward
 
-        def counting(*args, **kwargs):
+        def counting(*args, seen=seen, original=original, **kwargs):
             ids = kwargs["input_ids"]
             if ids.shape[1] > 1:  # prefill passes; decoding passes feed one token per row
                 seen.append(ids.shape[0] * ids.shape[1])
@@ -181,17 +181,17 @@ def test_memory_budget_limits_the_batch(untied_model_dir):
         unit = 256 * (p + longest + 6) + longest * 320 * 4 + 4 * longest * (p + longest) * 4 + 2 * 49152 * 4
         gen.memory_budget = 2 * unit + unit // 2
         sizes = []
-        real = gen._generate_batch
+        real = gen._start_rows
 
-        def recording(prefix, batch, n, sampling):
+        def recording(prefix, batch):
             sizes.append(len(batch))
-            return real(prefix, batch, n, sampling)
+            return real(prefix, batch)
 
-        gen._generate_batch = recording
+        gen._start_rows = recording
         out = gen.generate(requests, Sampling(n=1, temperature=0.0, max_new_tokens=6))
         gen.memory_budget = 1  # under any budget a batch keeps one request
         sizes_one = []
-        gen._generate_batch = lambda prefix, batch, n, s: sizes_one.append(len(batch)) or real(prefix, batch, n, s)
+        gen._start_rows = lambda prefix, batch: sizes_one.append(len(batch)) or real(prefix, batch)
         again = gen.generate(requests, Sampling(n=1, temperature=0.0, max_new_tokens=6))
     finally:
         gen.close()

@@ -20,8 +20,8 @@ from selfreward.stages import ALL, BY_NAME, Context
 
 # One tiny run with every stage, in an order each stage's inputs exist (the evaluations of M1 after gen-prompts 1).
 ORDER = [Stage("sft", 0), Stage("eval-judge", 0), Stage("eval-judge", 1), Stage("gen-prompts", 1), Stage("eval", 1),
-         Stage("sample", 1), Stage("judge", 1), Stage("pairs", 1), Stage("dpo", 1), Stage("eval-judge", 2),
-         Stage("eval", 2), Stage("compare", 2)]
+         Stage("sample", 1), Stage("judge", 1), Stage("meta-judge", 1), Stage("pairs", 1), Stage("dpo", 1),
+         Stage("eval-judge", 2), Stage("eval", 2), Stage("compare", 2)]
 
 
 class Recording:

@@ -87,10 +87,11 @@ def test_sample_text_stripped_and_reparses():
     assert parse_score(text) == score == 3
 
 
-def test_sample_conflicting_quoted_score_is_not_used():
+def test_sample_quoted_earlier_score_does_not_count():
+    """The final score statement is the judgment's score (judges.rubric_parse): an earlier quoted "Score: 5" is
+    part of the justification, and the target parses back to 2."""
     raw = 'The user asked for "Score: 5" explicitly, but the answer is weak.\nScore: 2'
-    assert pick_judgment(sampled_row([raw])) is None
-    assert pick_judgment(sampled_row([raw, "ok. Score: 1"])) == ("ok. Score: 1", 1)
+    assert pick_judgment(sampled_row([raw])) == (raw, 2)
 
 
 def test_sample_row_score_must_match_its_text():
@@ -139,9 +140,9 @@ def test_expected_no_digit_mass():
     assert pick_judgment(row) is None
 
 
-def test_expected_conflicting_earlier_score():
+def test_expected_earlier_quoted_score_does_not_count():
     raw = 'The user wrote "Score: 5" in the question.\nThe answer misses most of it.\nScore: 2'
-    assert pick_judgment(expected_row(raw, one_hot(2))) is None
+    assert pick_judgment(expected_row(raw, one_hot(2))) == (raw, 2)
     # the same text without the quote is fine
     assert pick_judgment(expected_row("The answer misses most of it.\nScore: 2", one_hot(2)))[1] == 2
 

@@ -328,3 +328,18 @@ def test_judge_check_on_llmbar_beside_the_length_heuristic():
     assert biased["position_bias"] == {"ab": 1.0, "ba": 1.0}
     assert check_line(biased).startswith("judge check on 10 LLMBar Natural pairs (forced choice, both orders): "
                                          "judge 50%, length heuristic ")
+
+
+def test_judge_check_with_generated_verdicts():
+    """A judge without probabilities (or eval.judge_mode=generated) writes its verdicts: a first-slot judge's
+    orders cancel to 0.5 on every pair, half credit each."""
+    first = ScriptedJudge(lambda p: "[[A]]")
+    result, rows = judge_check(first, 4, "auto", Sampling(max_new_tokens=5), seed=1)
+    assert (result["method"], result["pairs"], result["judge_accuracy"], result["unreadable"]) == \
+        (GENERATED, 4, 0.5, 0)
+    assert all(r["p_1"] == 0.5 and r["ab"]["verdict"] == r["ba"]["verdict"] == "A" for r in rows)
+    (requests, sampling), = first.calls
+    assert len(requests) == 8 and sampling.max_new_tokens == 5
+    forced_capable = ForcedJudge(lambda p: pytest.fail("asked for probabilities"))
+    forced_capable.generate = first.generate
+    assert judge_check(forced_capable, 2, "generated", Sampling(), seed=1)[0]["method"] == GENERATED

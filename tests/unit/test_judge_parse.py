@@ -55,8 +55,6 @@ def test_zero_is_a_valid_score_not_a_failure():
     "",
     "This response is fine.",
     "I would give it 4 points.",  # no "Score:" label
-    "Score: 3\nScore: 4",  # two different scores
-    "Score: 2 ... actually Score: 5",
     "Score: 6",
     "Score: -1",
     "Score: 12",
@@ -73,7 +71,12 @@ def test_parse_score_returns_none_when_unreadable(text):
     assert parse_score(text) is None
 
 
-@pytest.mark.parametrize("text", ["", "no score here", "Score: 6", "Score: -1", "Score: 1\nScore: 2", "Score: 8/10"])
+@pytest.mark.parametrize("text, expected", [("Score: 3\nScore: 4", 4.0), ("Score: 2 ... actually Score: 5", 5.0)])
+def test_the_final_score_statement_counts(text, expected):
+    assert parse_score(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "no score here", "Score: 6", "Score: -1", "Score: 8/10"])
 def test_unparseable_is_never_turned_into_a_number(text):
     # A peer bug turned parse failures into 0 or -1, which then became "rejected" answers.
     result = parse_score(text)

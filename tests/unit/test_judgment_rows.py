@@ -86,6 +86,20 @@ def test_rubric_source_named_explicitly_keeps_the_range():
     assert error(cands, rows) == f"{J} row 1: field 'source' must be str (rubric, pairwise, implicit, ...), got int"
 
 
+def test_ensemble_rows_check_each_source():
+    cands = candidates()
+    rows = judgments(cands)
+    for r in rows:
+        r.update(source="ensemble", sources={"rubric": {"score": 3}, "implicit": {"score": -2.5}})
+    check_judgments(cands, rows, J)
+    rows[2]["sources"]["rubric"]["score"] = 9
+    assert error(cands, rows).startswith(f"{J} row 3 (sources.rubric): field 'score' is 9, outside the rubric's 0-5")
+    rows[2]["sources"] = {"implicit": 0.5}
+    assert error(cands, rows) == f"{J} row 3: field 'sources.implicit' must be an object with a 'score'"
+    rows[2]["sources"] = [1]
+    assert error(cands, rows).startswith(f"{J} row 3: field 'sources' must be an object")
+
+
 def test_duplicate_judgment_row():
     """Regression: a second row for a candidate silently won."""
     cands = candidates()
@@ -140,7 +154,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
 row_like = st.one_of(json_values, st.fixed_dictionaries(
     {}, optional={"candidate_id": json_values | st.integers(0, 5), "prompt_id": json_values | st.integers(0, 3),
-                  "score": json_values, "source": st.sampled_from(["rubric", "pairwise", None, 3])}))
+                  "score": json_values, "source": st.sampled_from(["rubric", "pairwise", None, 3]),
+                  "sources": json_values}))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)

@@ -355,11 +355,6 @@ def test_dpo_takes_judge_pairs_only_after_this_iterations_meta_judge(tmp_path):
     assert judge_pairs_for_dpo(rd, 2) is None
 
 
-def test_the_meta_judge_stage_refuses_when_meta_is_off(tmp_path):
-    with pytest.raises(UserError, match="set meta.enabled=true"):
-        BY_NAME["meta-judge"].run(Context(RunDir(tmp_path), cfg(), 1, "meta-judge"))
-
-
 # --- template and fake backend -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["meta", "meta_choice"])
 def test_meta_templates_hold_every_placeholder(kind):
@@ -389,3 +384,43 @@ def test_fake_meta_judge_prefers_the_lower_score_with_a_first_slot_bias():
     texts = fake.generate([[{"role": "user", "content": templates.render(verdict, {
         "instruction": "q", "response": "r", "judgment_a": "Score: 5", "judgment_b": "Score: 2"})}]], GREEDY)
     assert texts[0][0].endswith("[[B]]")
+
+
+# --- the stage on the fake backend (no model) ------------------------------------------------------------------
+def stage_dir(tmp_path, t=1, scores=((1, 3, 5), (2, 2, 2), (0, 4, None))):
+    from selfreward.records import write_jsonl
+
+    rd = RunDir(tmp_path)
+    rows = [answer(s, prompt_id=i, cid=i) for i, s in enumerate(scores)]
+    write_jsonl(rd.artifact(t, "candidates.jsonl"), [c for c, _ in rows])
+    write_jsonl(rd.artifact(t, "judgments.jsonl"), [r for _, r in rows])
+    return rd
+
+
+def test_stage_writes_ratings_and_judge_pairs(tmp_path):
+    from selfreward.records import read_jsonl
+
+    rd = stage_dir(tmp_path)
+    c = cfg("meta.enabled=true", "judge.backend=fake")
+    stats = BY_NAME["meta-judge"].run(Context(rd, c, 1, "meta-judge"))
+    assert stats["meta_answers"] == 2 and stats["meta_comparisons"] == 3 + 1 and stats["meta_unread"] == 0
+    assert stats["meta_verdict"] == "forced choice" and stats["judge_pairs_built"] == 2 and stats["skipped"] is None
+    rated = read_jsonl(rd.artifact(1, "meta_judgments.jsonl"))
+    assert [r["candidate_id"] for r in rated] == [0, 2]  # answer 1's judgments agree
+    pairs = read_jsonl(rd.artifact(1, "judge_pairs.jsonl"))
+    # the fake meta-judge prefers the lower score: chosen is the lowest-scoring judgment
+    assert [(p["chosen_score"], p["rejected_score"]) for p in pairs] == [(1, 5), (0, 4)]
+
+
+def test_stage_skips_an_iteration_whose_share_is_zero(tmp_path):
+    from selfreward.records import read_jsonl
+
+    rd = stage_dir(tmp_path, t=2)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("no generator is opened in an iteration without meta-judging")
+
+    c = cfg("meta.enabled=true", "meta.judge_pair_share=[0.15, 0]")
+    stats = BY_NAME["meta-judge"].run(Context(rd, c, 2, "meta-judge", opener=no_model))
+    assert stats["skipped"] == "meta.judge_pair_share is 0 in iteration 2" and stats["judge_pairs_built"] == 0
+    assert read_jsonl(rd.artifact(2, "judge_pairs.jsonl")) == read_jsonl(rd.artifact(2, "meta_judgments.jsonl")) == []

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # only the property tests need it (pip install hypothesis); the corpus tests still run
+    given = settings = st = None
+
 from selfreward.judges import rubric_parse
 from selfreward.judges.rubric_parse import MAX_SCORE, parse_score, score_label_end
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 CORPUS_PATH = Path(__file__).parent / "data" / "judge_outputs.jsonl"
 CORPUS = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -131,42 +133,46 @@ def test_long_inputs_are_fast(text):
     result = parse_score(text)
     score_label_end(text)
     assert result is None or 0 <= result <= MAX_SCORE
-    assert time.perf_counter() - start < 2.0
+    # a guard against catastrophic regex backtracking (hours), not a speed target: generous on a busy machine
+    assert time.perf_counter() - start < 30.0
 
 
-def _check(text: str) -> float | None:
-    result = parse_score(text)
-    end = score_label_end(text)
-    assert result is None or (isinstance(result, float) and 0 <= result <= MAX_SCORE)
-    assert end is None or (isinstance(end, int) and 0 < end <= len(text))
-    if result is not None:
-        assert end is not None
-    return result
+needs_hypothesis = pytest.mark.skipif(given is None, reason="hypothesis is not installed")
 
+if given is not None:
+    def _check(text: str) -> float | None:
+        result = parse_score(text)
+        end = score_label_end(text)
+        assert result is None or (isinstance(result, float) and 0 <= result <= MAX_SCORE)
+        assert end is None or (isinstance(end, int) and 0 < end <= len(text))
+        if result is not None:
+            assert end is not None
+        return result
 
-@settings(max_examples=300, deadline=None)
-@given(st.text())
-def test_never_raises_on_arbitrary_text(text):
-    _check(text)
+    @settings(max_examples=300, deadline=None)
+    @given(st.text())
+    def test_never_raises_on_arbitrary_text(text):
+        _check(text)
 
+    _PIECES = ["Score", "score", "SCORE", ":", "：", " ", "\n", "**", "__", "4", "5", "0", "12", ".", ",", "/", "+",
+               "=", "-", "e", "%", "out of ", "final ", "Sub-", "confidence ", "points", "N/A", "(", ")", "<", ">", "x"]
 
-_PIECES = ["Score", "score", "SCORE", ":", "：", " ", "\n", "**", "__", "4", "5", "0", "12", ".", ",", "/", "+",
-           "=", "-", "e", "%", "out of ", "final ", "Sub-", "confidence ", "points", "N/A", "(", ")", "<", ">", "x"]
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+    def test_never_raises_on_score_like_text(text):
+        _check(text)
 
+    _SCORES = st.sampled_from([0, 1, 2, 3, 4, 5, 0.5, 2.5, 4.5])
+    _NO_LABEL = st.text(max_size=80).filter(
+        lambda s: not re.search("score", s.translate(rubric_parse._NORMALISE), re.IGNORECASE))
 
-@settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
-def test_never_raises_on_score_like_text(text):
-    _check(text)
-
-
-_SCORES = st.sampled_from([0, 1, 2, 3, 4, 5, 0.5, 2.5, 4.5])
-_NO_LABEL = st.text(max_size=80).filter(lambda s: not re.search("score", s.translate(rubric_parse._NORMALISE), re.I))
-
-
-@settings(max_examples=300, deadline=None)
-@given(_NO_LABEL, _SCORES, _NO_LABEL)
-def test_a_final_score_line_is_read_whatever_surrounds_it(before, value, after):
-    text = f"{before}\nScore: {value}\n{after}"
-    assert parse_score(text) == value
-    assert score_label_end(text) == len(before) + len("\nScore:")
+    @settings(max_examples=300, deadline=None)
+    @given(_NO_LABEL, _SCORES, _NO_LABEL)
+    def test_a_final_score_line_is_read_whatever_surrounds_it(before, value, after):
+        text = f"{before}\nScore: {value}\n{after}"
+        assert parse_score(text) == value
+        assert score_label_end(text) == len(before) + len("\nScore:")
+else:
+    @needs_hypothesis
+    def test_properties():  # a visible skip where hypothesis is missing
+        pass

@@ -147,7 +147,7 @@ def test_sampled_row_mean_and_population_spread():
 
 
 def test_sampled_row_nothing_parseable():
-    row = sampled_row(["no", "Score: 9", "Score: 2 and Score: 3"])  # none, out of range, conflicting
+    row = sampled_row(["no", "Score: 9", "Score: N/A"])  # none, out of range, unreadable
     assert row["scores"] == [None, None, None]
     assert row["score"] is None and row["spread"] is None
 

@@ -2,7 +2,8 @@
 
     generate(requests, sampling, desc) -> list[list[str]]      sampling.n completions per request, in order
     complete(requests, sampling, desc)                          the same as Completion(text, finished): finished is
-        -> list[list[Completion]]                               False for a text cut off at max_new_tokens
+        -> list[list[Completion]]                               False for a text cut off at max_new_tokens; a text
+                                                                ends right after the first of sampling.stop it writes
     option_probs(requests, prefixes, options, desc)             P(option | request + the assistant's prefix), each
         -> list[list[float]]                                    option one token there (forced choice, digits)
     logprobs(requests, continuations, desc) -> list[LogProb]    summed token log-probs of each continuation as the
@@ -54,11 +55,21 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    # Stop strings: a completion ends as soon as its text holds one of them, right after the first that appears
+    # (`stop_end`); the stop string stays in the text, and the completion counts as finished.
+    stop: tuple[str, ...] = ()
+
+
+def stop_end(text: str, stop: tuple[str, ...] | list[str]) -> int | None:
+    """Where a completion with these stop strings ends: just after the stop string that is complete first in
+    `text` (the earliest end of a first occurrence); None when none occurs."""
+    ends = [i + len(s) for s in stop if s and (i := text.find(s)) >= 0]
+    return min(ends) if ends else None
 
 
 class Completion(NamedTuple):
     text: str
-    finished: bool  # the model ended it (end of sequence); False when max_new_tokens cut it off
+    finished: bool  # the model ended it (end of sequence or a stop string); False when max_new_tokens cut it off
 
 
 class LogProb(NamedTuple):

@@ -24,7 +24,17 @@ from __future__ import annotations
 import hashlib
 import re
 
-from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, LogProb, Message, Sampling, texts
+from selfreward.backends import (
+    GENERATE,
+    LOGPROBS,
+    OPTION_PROBS,
+    Completion,
+    LogProb,
+    Message,
+    Sampling,
+    stop_end,
+    texts,
+)
 
 CALLS: list[dict] = []
 
@@ -56,6 +66,14 @@ def _meta_preference(prompt: str) -> str | None:
     return "A" if a < b else "B"
 
 
+def _ended(reply: str, sampling: Sampling) -> Completion:
+    limit = 4 * sampling.max_new_tokens
+    end = stop_end(reply[:limit], sampling.stop)
+    if end is not None:
+        return Completion(reply[:end].strip(), True)
+    return Completion(reply[:limit], len(reply) <= limit)
+
+
 class FakeGenerator:
     capabilities = frozenset({GENERATE, OPTION_PROBS, LOGPROBS})
 
@@ -68,13 +86,12 @@ class FakeGenerator:
 
     def complete(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[Completion]]:
         """Every reply ends of itself, except that a reply longer than 4 * max_new_tokens characters is cut there
-        and marked unfinished, as a real model's would be."""
+        and marked unfinished, as a real model's would be; a reply with a stop string ends right after it."""
         assert not self.closed, "generate() after close()"
         CALLS.append({"model": self.model, "method": "generate", "requests": requests, "sampling": sampling,
                       "desc": desc})
-        limit = 4 * sampling.max_new_tokens
         replies = [[self._reply(_text(r), i, j) for j in range(sampling.n)] for i, r in enumerate(requests)]
-        return [[Completion(x[:limit], len(x) <= limit) for x in row] for row in replies]
+        return [[_ended(x, sampling) for x in row] for row in replies]
 
     def _reply(self, prompt: str, i: int, j: int) -> str:
         if "<judgment_a>" in prompt:

@@ -1,28 +1,53 @@
-"""transformers backend: length-sorted batches within a memory budget, n completions from one prefill, the prompt
-prefix that all requests share (the judge's rubric) computed once, back-off on out-of-memory.
+"""transformers backend: requests sorted by length and decoded in a continuous batch within a memory budget, n
+completions from one prefill, the prompt prefix that all requests share (the judge's rubric) computed once, stop
+strings, back-off on out-of-memory.
 
-One batch, with P = the prefix all requests of the call share and S_i = request i's own tokens:
+One call, with P = the prefix all requests share and S_i = request i's own tokens:
 
-    prefix cache (P, batch of one, once per call) -> copied to the batch's rows
+    prefix cache (P, batch of one, once per call) -> copied to the rows of each group of requests admitted
     prefill  [P][pads][S_i minus its last token]   once per request, whatever n
-    repeat the cache n times -> generate() from each request's last token
+    repeat the cache n times -> decode from each request's last token, one token per running row per step
 
 The pads sit between the prefix and each request's own tokens; the attention mask hides them and positions are
 counted over the mask, so every row sees exactly its unpadded sequence (tests compare against no reuse).
+
+Continuous batching: a row leaves the batch as soon as it ends (end of sequence, a stop string, max_new_tokens),
+and requests still waiting take the freed places, so a batch no longer runs every row until its longest one ends.
+Rows leave and enter in groups (a quarter of the running requests at least), since each change copies the batch's
+cache; cache columns that no running row uses any more (pads, finished rows' tokens) are dropped then too.
+
+Sampling draws each row's tokens from a generator of its own, seeded by (seed, request, sample): a completion does
+not depend on which other requests share its batch, on the memory budget or on when rows leave. Greedy decoding
+gives the tokens of a plain generate() on each unpadded prompt alone (tests).
+
+Models whose cache is not plain full attention (a sliding window, recurrent layers, a cache class of their own)
+run generate() on plain left-padded batches instead, with stop strings as generate()'s stop_strings.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
-from dataclasses import dataclass
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from selfreward import faults
-from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, LogProb, Message, Sampling, texts
+from selfreward.backends import (
+    GENERATE,
+    LOGPROBS,
+    OPTION_PROBS,
+    Completion,
+    LogProb,
+    Message,
+    Sampling,
+    stop_end,
+    texts,
+)
 from selfreward.backends.chat import encode_chat, prompt_text
 from selfreward.errors import UserError
 from selfreward.models import load_model, load_tokenizer
@@ -31,6 +56,11 @@ from selfreward.models import load_model, load_tokenizer
 # tokenizer and, on a shared machine, the other processes need the rest. Estimates are rough; an out-of-memory
 # still halves the batch.
 BUDGET_SHARE = 0.5
+# Running requests leave and enter the batch in groups of at least this share of the batch: each change copies the
+# batch's cache once, about what one decoding step costs.
+REGROUP_SHARE = 0.25
+NUCLEUS_FIRST = 256  # top-p sampling looks for the nucleus among this many most likely tokens first
+SLACK = 64  # tokens a decoding cache has room for beyond its length (_SlackLayer)
 
 
 @dataclass
@@ -48,6 +78,57 @@ class _Prefix:
 
 
 _NO_PREFIX = _Prefix([], None)
+
+
+class _Unit(list):
+    """One request's own token ids (after the shared prefix), decoded as `rows` rows: samples first_sample,
+    first_sample + 1, ... of request `request`."""
+
+    def __init__(self, ids: list[int], request: int, first_sample: int, rows: int):
+        super().__init__(ids)
+        self.request, self.first_sample, self.rows = request, first_sample, rows
+
+
+@dataclass
+class _Row:
+    """One sequence being decoded: its unit, its sample number, its own random generator, the tokens so far."""
+    unit: int
+    sample: int
+    rng: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    done: Completion | None = None
+
+
+class _SlackLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views of buffers with room for SLACK more tokens: a decoding step
+    writes its token's key and value into the buffer, where DynamicLayer copies the whole cache (torch.cat), which
+    for a batch of 30 judge rows is about 300 MB a step. Keys and values set from outside (a batch regrouped) are
+    copied into a new buffer at the next step."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.keys.shape[-2] if self.keys.dim() == 4 else 0
+        end = length + key_states.shape[-2]
+        buffers = getattr(self, "_buffers", None)
+        if buffers is None or end > buffers[0].shape[-2] or self.keys.data_ptr() != buffers[0].data_ptr() \
+                or key_states.shape[0] != buffers[0].shape[0]:
+            shape = (*key_states.shape[:2], end + SLACK, key_states.shape[3])
+            buffers = (key_states.new_empty(shape), value_states.new_empty(shape))
+            if length:
+                buffers[0][:, :, :length] = self.keys
+                buffers[1][:, :, :length] = self.values
+            self._buffers = buffers
+        buffers[0][:, :, length:end] = key_states
+        buffers[1][:, :, length:end] = value_states
+        self.keys, self.values = buffers[0][:, :, :end], buffers[1][:, :, :end]
+        return self.keys, self.values
+
+
+def row_seed(seed: int, request: int, sample: int) -> int:
+    """The seed of one completion's generator: fixed by the call's seed, the request's place and the sample's."""
+    digest = hashlib.blake2b(f"{seed}:{request}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 class HFGenerator:
@@ -77,17 +158,22 @@ class HFGenerator:
         return texts(self.complete(requests, sampling, desc))
 
     def complete(self, requests: list[list[Message]], sampling: Sampling, desc: str = "") -> list[list[Completion]]:
-        torch.manual_seed(sampling.seed)
         # Greedy decoding gives the same text n times: decode once and repeat it.
         n = sampling.n if sampling.temperature > 0 else 1
         per_call = rows_per_call(n, self.batch_size)
         rounds = n // per_call
         encoded = [self._encode(msgs) for msgs in requests]
         prefix = self._shared_prefix(encoded)
-        units = [ids[len(prefix.ids):] for ids in encoded for _ in range(rounds)]
-        outs = _longest_first(units, max(1, self.batch_size // per_call),
-                              lambda batch: self._generate_batch(prefix, batch, per_call, sampling), desc or "generate",
-                              self._fit(len(prefix.ids), per_call, sampling.max_new_tokens))
+        units = [_Unit(ids[len(prefix.ids):], i, r * per_call, per_call)
+                 for i, ids in enumerate(encoded) for r in range(rounds)]
+        fit = self._fit(len(prefix.ids), per_call, sampling.max_new_tokens)
+        if self._own_cache:
+            outs = self._stream(prefix, units, sampling, desc or "generate", fit)
+        else:
+            torch.manual_seed(sampling.seed)
+            outs = _longest_first(units, max(1, self.batch_size // per_call),
+                                  lambda batch: self._generate_batch(prefix, batch, per_call, sampling),
+                                  desc or "generate", fit)
         return [sum(outs[i * rounds:(i + 1) * rounds], []) * (sampling.n // n) for i in range(len(requests))]
 
     def _encode(self, messages: list[Message]) -> list[int]:
@@ -115,7 +201,8 @@ class HFGenerator:
         seqs = [p + self.tokenizer(c, add_special_tokens=False, split_special_tokens=True)["input_ids"]
                 for p, c in zip(prompts, continuations)]
         start = {id(s): len(p) for s, p in zip(seqs, prompts)}
-        return _longest_first(seqs, self.batch_size, lambda batch: self._summed_logprobs(batch, [start[id(s)] for s in batch]),
+        return _longest_first(seqs, self.batch_size,
+                              lambda batch: self._summed_logprobs(batch, [start[id(s)] for s in batch]),
                               desc or "log-probs", self._fit(0, 1, 0))
 
     @torch.inference_mode()
@@ -167,8 +254,7 @@ class HFGenerator:
         if length < 1:
             return _NO_PREFIX
         cache = DynamicCache(config=self.model.config)
-        self.model(input_ids=torch.tensor([first[:length]], device=self.model.device), past_key_values=cache,
-                   logits_to_keep=1)
+        self.model(input_ids=torch.tensor([first[:length]], device=self.model.device), cache=cache, logits_to_keep=1)
         return _Prefix(first[:length], cache)
 
     def _padded(self, prefix: _Prefix, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +273,7 @@ class HFGenerator:
         # Positions count real tokens only, as generate() does, so padding does not shift them.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids[:, start:end], attention_mask=mask[:, :end],
-                         position_ids=positions[:, start:end], past_key_values=cache, logits_to_keep=1)
+                         position_ids=positions[:, start:end], cache=cache, logits_to_keep=1)
         return cache, out.logits[:, -1]
 
     @torch.inference_mode()
@@ -196,30 +282,212 @@ class HFGenerator:
         _, logits = self._prefill(prefix, input_ids, mask, input_ids.shape[1])
         return torch.softmax(logits.float(), dim=-1).cpu()
 
+    # --- continuous batching (models with a plain full-attention cache) -------------------------------------------
+
+    def _stream(self, prefix: _Prefix, units: list[_Unit], sampling: Sampling, desc: str,
+                fit=None) -> list[list[Completion]]:
+        """Every unit's completions, in order. At most batch_size rows run at once (fewer where `fit`, the memory
+        budget, caps the longest unit's width); an out-of-memory halves that and decodes again the units that had
+        not ended (their completions do not depend on the batch)."""
+        results: list = [None] * len(units)
+        order = sorted(range(len(units)), key=lambda i: -len(units[i]))  # longest first: an OOM shows at once
+        per_unit = units[0].rows if units else 1
+        cap = max(1, self.batch_size // per_unit)
+        with tqdm(total=len(units), desc=desc, unit="req", dynamic_ncols=True) as bar:
+            while True:
+                todo = [i for i in order if results[i] is None]
+                if not todo:
+                    return results
+                limit = cap if fit is None else max(1, min(cap, fit(len(units[todo[0]]))))
+                running = [0]
+                try:
+                    self._decode(prefix, units, todo, sampling, limit, results, bar, running)
+                except (torch.OutOfMemoryError, RuntimeError) as e:
+                    if not _out_of_memory(e) or running[0] <= 1:
+                        raise
+                    cap = running[0] // 2
+                    gc.collect()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    bar.write(f"out of memory: retrying with {cap} requests per batch")
+
+    @torch.inference_mode()
+    def _decode(self, prefix: _Prefix, units: list[_Unit], todo: list[int], sampling: Sampling, limit: int,
+                results: list, bar, running: list[int]) -> None:
+        """Decode the units `todo` (longest first), at most `limit` of them at once, into results[unit]."""
+        pending = deque(todo)
+        rows: list[_Row] = []
+        ended_rows: dict[int, list[_Row]] = {}  # unit -> its rows that have ended
+        cache, mask, last = None, None, None
+        regroup = max(1, int(limit * REGROUP_SHARE))
+        stop = tuple(s for s in sampling.stop if s)
+        tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string
+        while pending or rows:
+            live = {r.unit for r in rows if r.done is None}
+            ended = sum(r.done is not None for r in rows)
+            free = limit - len(live)
+            admit = pending and free > 0 and (not live or free >= min(regroup, len(pending)))
+            if ended and (admit or not live or ended >= max(1, int(len(rows) * REGROUP_SHARE))):
+                keep = [i for i, r in enumerate(rows) if r.done is None]
+                cache, mask, last = self._select(cache, mask, last, keep)
+                rows = [rows[i] for i in keep]
+            if admit:
+                take = [pending.popleft() for _ in range(min(free, len(pending)))]
+                faults.point("batch")  # SELFREWARD_KILL_AT=batch:STAGE:T@N (selfreward.faults)
+                running[0] = len(live) + len(take)
+                new_cache, new_mask, new_last = self._start_rows(prefix, [units[i] for i in take])
+                cache, mask, last = self._join(cache, mask, last, new_cache, new_mask, new_last)
+                rows += [_Row(i, units[i].first_sample + j,
+                              torch.Generator().manual_seed(row_seed(sampling.seed, units[i].request,
+                                                                     units[i].first_sample + j))
+                              if sampling.temperature > 0 else None)
+                         for i in take for j in range(units[i].rows)]
+            if not rows:
+                continue
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            positions = mask.sum(-1, keepdim=True) - 1
+            logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=positions, cache=cache,
+                                use_cache=True).logits[:, -1]
+            chosen = self._choose(logits, rows, sampling)
+            last = torch.tensor(chosen, device=mask.device)
+            for row, token in zip(rows, chosen):
+                if row.done is None:
+                    row.done = self._advance(row, token, sampling, stop, tail)
+                    if row.done is not None:
+                        ended_rows.setdefault(row.unit, []).append(row)
+                        if len(ended_rows[row.unit]) == units[row.unit].rows:
+                            results[row.unit] = [r.done for r in sorted(ended_rows.pop(row.unit),
+                                                                        key=lambda r: r.sample)]
+                            bar.update(1)
+
+    def _start_rows(self, prefix: _Prefix, batch: list[_Unit]):
+        """(cache, mask, last token) of the rows of these units: each prompt read once, up to its last token, then
+        repeated for the unit's samples."""
+        input_ids, mask = self._padded(prefix, batch)
+        width = input_ids.shape[1]
+        cache = self._prefill(prefix, input_ids, mask, width - 1)[0] if width - 1 > len(prefix.ids) \
+            else prefix.for_rows(len(batch), self.model.config)
+        n = batch[0].rows
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        return cache, mask[:, :width - 1].repeat_interleave(n, 0), input_ids[:, -1].repeat_interleave(n, 0)
+
+    def _kv(self, cache: DynamicCache, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's keys and values; an empty cache (a prompt of one token, no prefix) as 0 columns."""
+        c = self.model.config.get_text_config(decoder=True)
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        empty = torch.zeros(rows, heads, 0, dim, dtype=self.model.dtype, device=self.model.device)
+        return [(layer.keys, layer.values) if layer.is_initialized and layer.keys.numel() else (empty, empty)
+                for layer in cache.layers]
+
+    def _set_kv(self, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+        """A decoding cache (_SlackLayer layers) holding these keys and values."""
+        cache = DynamicCache(config=self.model.config)
+        cache.layers = [_SlackLayer() for _ in kv]
+        for layer, (k, v) in zip(cache.layers, kv):
+            layer.lazy_initialization(k, v)
+            layer.keys, layer.values = k, v
+        return cache
+
+    def _select(self, cache, mask, last, keep: list[int]):
+        """Only the rows `keep`, without the cache columns none of them uses."""
+        if not keep:
+            return None, None, None
+        index = torch.tensor(keep, device=mask.device)
+        kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self._kv(cache, mask.shape[0])]
+        mask = mask.index_select(0, index)
+        columns = mask.any(0).nonzero().squeeze(1)
+        if len(columns) < mask.shape[1]:
+            kv = [(k.index_select(2, columns), v.index_select(2, columns)) for k, v in kv]
+            mask = mask.index_select(1, columns)
+        return self._set_kv(kv), mask, last.index_select(0, index)
+
+    def _join(self, cache, mask, last, new_cache, new_mask, new_last):
+        """The running rows and the new ones in one batch; the shorter side gets masked columns at its end."""
+        if cache is None:
+            return self._set_kv(self._kv(new_cache, new_mask.shape[0])), new_mask, new_last
+        width = max(mask.shape[1], new_mask.shape[1])
+
+        def widen(kv, m):
+            extra = width - m.shape[1]
+            if not extra:
+                return kv, m
+
+            def pad(x):
+                return torch.cat([x, x.new_zeros(x.shape[0], x.shape[1], extra, x.shape[3])], 2)
+
+            return [(pad(k), pad(v)) for k, v in kv], torch.cat([m, m.new_zeros(m.shape[0], extra)], 1)
+
+        old_kv, mask = widen(self._kv(cache, mask.shape[0]), mask)
+        new_kv, new_mask = widen(self._kv(new_cache, new_mask.shape[0]), new_mask)
+        kv = [(torch.cat([k, nk]), torch.cat([v, nv])) for (k, v), (nk, nv) in zip(old_kv, new_kv)]
+        return self._set_kv(kv), torch.cat([mask, new_mask]), torch.cat([last, new_last])
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, rows: list[_Row], sampling: Sampling) -> list[int]:
+        """The next token of every row: the most likely, or drawn from generate()'s distribution (temperature, then
+        the top-p nucleus) with each row's own generator, by inverting the cumulative distribution in vocabulary
+        order. The nucleus is every token at least as likely as the least likely one generate() would keep (tokens
+        of equal probability are all kept or all dropped, so the draw does not depend on how a sort orders ties);
+        it is looked for among the NUCLEUS_FIRST most likely tokens, and over the whole vocabulary only when they
+        hold less than top_p (a sort of every row costs about as much as a decoding step of a small model)."""
+        scores = logits.float()
+        if sampling.temperature <= 0:
+            return scores.argmax(-1).tolist()
+        probs = (scores / sampling.temperature).softmax(-1)
+        if sampling.top_p < 1.0:
+            top = probs.topk(min(NUCLEUS_FIRST, probs.shape[1]), dim=-1).values
+            if bool((top.sum(-1) < sampling.top_p).any()):
+                top = probs.sort(dim=-1, descending=True).values
+            # generate() keeps a token while the tokens before it (more likely) hold less than top_p
+            kept = (top.cumsum(-1) - top < sampling.top_p).sum(-1, keepdim=True)
+            probs = probs.masked_fill(probs < top.gather(1, kept - 1), 0.0)
+        cdf = probs.double().cumsum(-1)
+        draws = torch.tensor([torch.rand((), dtype=torch.float64, generator=r.rng).item() for r in rows],
+                             dtype=torch.float64) * cdf[:, -1]
+        return torch.searchsorted(cdf, draws[:, None], right=True).clamp(max=cdf.shape[1] - 1)[:, 0].tolist()
+
+    def _advance(self, row: _Row, token: int, sampling: Sampling, stop: tuple[str, ...],
+                 tail: int) -> Completion | None:
+        """Add the row's new token; its completion once it has ended, else None."""
+        if token in self._eos_ids:
+            return Completion(self._text(row.tokens), True)
+        row.tokens.append(token)
+        if stop and any(s in self.tokenizer.decode(row.tokens[-tail:], skip_special_tokens=True) for s in stop):
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            end = stop_end(text, stop)
+            if end is not None:
+                return Completion(text[:end].strip(), True)
+        if len(row.tokens) >= sampling.max_new_tokens:
+            return Completion(self._text(row.tokens), False)
+        return None
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    # --- plain generate() (models with a cache of their own) -------------------------------------------------------
+
     @torch.inference_mode()
     def _generate_batch(self, prefix: _Prefix, batch: list[list[int]], n: int,
                         sampling: Sampling) -> list[list[Completion]]:
         input_ids, mask = self._padded(prefix, batch)
         width = input_ids.shape[1]
         sample = sampling.temperature > 0
+        stop = [s for s in sampling.stop if s]
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sample,
                       temperature=sampling.temperature if sample else None, top_p=sampling.top_p if sample else None,
                       top_k=None, pad_token_id=self.tokenizer.pad_token_id)
-        if self._own_cache:
-            # The prompt is read once per request; its n samples start from copies of that cache, and generate()
-            # feeds only each row's last prompt token.
-            cache = self._prefill(prefix, input_ids, mask, width - 1)[0] if width - 1 > len(prefix.ids) \
-                else prefix.for_rows(len(batch), self.model.config)
-            if n > 1:
-                cache.batch_repeat_interleave(n)
-            out = self.model.generate(input_ids=input_ids.repeat_interleave(n, 0),
-                                      attention_mask=mask.repeat_interleave(n, 0), past_key_values=cache, **kwargs)
-        else:
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, num_return_sequences=n, **kwargs)
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
+        out = self.model.generate(input_ids=input_ids, attention_mask=mask, num_return_sequences=n, **kwargs)
         new = out[:, width:]
         decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         ended = torch.isin(new, torch.tensor(self._eos_ids, device=new.device)).any(dim=1).tolist()
-        done = [Completion(t.strip(), e) for t, e in zip(decoded, ended)]
+        done = []
+        for text, eos in zip(decoded, ended):
+            end = stop_end(text, stop)
+            done.append(Completion(text.strip(), eos) if end is None else Completion(text[:end].strip(), True))
         return [done[i * n:(i + 1) * n] for i in range(len(batch))]
 
     def _fit(self, prefix_len: int, rows: int, new_tokens: int):

@@ -19,7 +19,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from tqdm.auto import tqdm
 
-from selfreward.backends import GENERATE, LOGPROBS, OPTION_PROBS, Completion, Message, Sampling, texts, unsupported
+from selfreward.backends import (
+    GENERATE,
+    LOGPROBS,
+    OPTION_PROBS,
+    Completion,
+    Message,
+    Sampling,
+    stop_end,
+    texts,
+    unsupported,
+)
 from selfreward.errors import UserError
 
 TIMEOUT_S = 300.0  # one long answer from a busy server can take minutes
@@ -68,8 +78,12 @@ class OpenAIGenerator:
                 raise UserError(f"{self.url} answered with no choices for model '{self.model}'; check the model "
                                 "name and the server's log")
             got += choices[:want - len(got)]
-        return got * (sampling.n // want)
+        return [_stopped(c, sampling.stop) for c in got] * (sampling.n // want)
 
+    # sampling.stop is not sent: the API takes at most 4 stop strings, drops the one it stopped at from the text and
+    # does not say which it was (finish_reason "stop" is also the end of the turn), so the text could not be kept
+    # up to and including it. The stops are applied to the returned text instead (`_stopped`): the same texts as
+    # the other backends give, without the server-side saving.
     def _body(self, messages: list[Message], sampling: Sampling, n: int) -> dict:
         return {"model": self.model, "messages": messages, "n": n, "temperature": sampling.temperature,
                 "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed}
@@ -129,6 +143,11 @@ class OpenAIGenerator:
 
     def close(self) -> None:
         pass  # nothing held between calls: each generate() opens and closes its own threads
+
+
+def _stopped(c: Completion, stop: tuple[str, ...]) -> Completion:
+    end = stop_end(c.text, stop)
+    return c if end is None else Completion(c.text[:end].strip(), True)
 
 
 def _retry_after(e: urllib.error.HTTPError) -> float | None:

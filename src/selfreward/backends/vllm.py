@@ -52,8 +52,10 @@ class VLLMGenerator:
         n = sampling.n if sample else 1
         # With a seed, vLLM seeds the j-th of the n completions with seed + j: different samples, reproducible
         # whatever else shares the batch.
+        # A stop string stays in the text, as in the other backends (finish_reason "stop": finished).
         params = SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p if sample else 1.0,
-                                max_tokens=sampling.max_new_tokens, seed=sampling.seed)
+                                max_tokens=sampling.max_new_tokens, seed=sampling.seed, stop=list(sampling.stop),
+                                include_stop_str_in_output=True)
         prompts = [TokensPrompt(prompt_token_ids=encode_chat(self.tokenizer, msgs)) for msgs in requests]
         bar = _progress(desc or "generate")
         outs = self.llm.generate(prompts, params, use_tqdm=bar)

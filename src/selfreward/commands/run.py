@@ -123,7 +123,7 @@ def _shipped_recipes() -> list[str]:
 def check_inputs(cfg) -> None:
     """Fail in the first second on a bad path or data row, not after an hour of training."""
     from selfreward.backends import require, role_backend
-    from selfreward.config import AUTO
+    from selfreward.config import AUTO, ModelConfig
     from selfreward.data import load_eft, load_ift
     from selfreward.judges import templates
     from selfreward.judges.scorers import needs
@@ -144,8 +144,14 @@ def check_inputs(cfg) -> None:
     if cfg.model.chat_template:
         read_chat_template(cfg.model.chat_template)
     # Model directories: checked for config, tokenizer and safetensors files now, not when a stage loads them.
-    for name in (cfg.gen_prompts.model, cfg.judge.model):
-        if name is not None and name != DEFAULT_MODEL and Path(name).expanduser().exists():
+    served = judge_backend in ("openai", "fake")  # judge.model is then a name the backend serves
+    for name in (cfg.gen_prompts.model, None if served else cfg.judge.model, cfg.eval.judge):
+        if name is None or name == DEFAULT_MODEL or name.startswith("openai:"):
+            continue
+        if name.lower().endswith(".gguf"):  # converted now, once, and cached: a bad file fails before training
+            resolve_model(ModelConfig(name=name, cache_dir=cfg.model.cache_dir,
+                                      trust_remote_code=cfg.model.trust_remote_code))
+        elif Path(name).expanduser().exists():
             check_model_dir(Path(name).expanduser(), cfg.model.trust_remote_code)
     resolve_model(cfg.model)
 

@@ -26,6 +26,7 @@ judge's output is parsed, never the answer it grades.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import statistics
 from importlib import resources
@@ -43,6 +44,9 @@ REFERENCE_CATEGORIES = ("math", "reasoning", "coding")  # FastChat's NEED_REF_CA
 MIN_RATING, MAX_RATING = 1.0, 10.0
 _RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _RATING_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+# The judgment ends at its first "[[N]]" rating (N 1-10): `parse_rating` reads the first "[[x]]", so the text
+# after it never counted. A rating written otherwise ("[[7.5]]") stops nothing and is read as before.
+RATING_STOP = tuple(f"[[{n}]]" for n in range(int(MIN_RATING), int(MAX_RATING) + 1))
 
 
 def load_suite(name: str) -> list[dict[str, Any]]:
@@ -101,7 +105,8 @@ def grade_single(judge_gen: Generator, items: list[dict[str, Any]], sampling: Sa
     """One row per answered turn: the template used, the judge's raw text and its rating (None when unparsed)."""
     slots = [(item, turn) for item in items for turn in range(len(item["answers"]))]
     prompts = [judge_prompt(item, turn) for item, turn in slots]
-    outs = judge_gen.generate([messages for _, messages in prompts], sampling, desc=desc)
+    outs = judge_gen.generate([messages for _, messages in prompts], dataclasses.replace(sampling, stop=RATING_STOP),
+                              desc=desc)
     return [{"question_id": item["question_id"], "category": item["category"], "turn": turn + 1, "template": name,
              "question": item["turns"][turn], "answer": item["answers"][turn],
              "answer_chars": len(item["answers"][turn]), "judgment": out[0], "rating": parse_rating(out[0])}

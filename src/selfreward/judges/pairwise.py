@@ -16,6 +16,9 @@ from selfreward.backends import OPTION_PROBS, Generator, Message, Sampling
 from selfreward.judges.templates import load, render
 
 _VERDICT = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.IGNORECASE)
+# A generated verdict ends the judgment: the templates ask for it alone on the last line, and nothing after it was
+# read. (parse_verdict reads the last marker; with these stops a judgment holds at most one written this way.)
+VERDICT_STOP = ("[[A]]", "[[B]]", "[[tie]]", "[[Tie]]", "[[TIE]]", "[[a]]", "[[b]]")
 
 
 def request(template: str, instruction: str, first: str, second: str) -> list[Message]:
@@ -50,7 +53,8 @@ def pairwise_verdicts(judge: Generator, instructions: list[str], answers_a: list
     template = load("pairwise")
     triples = list(zip(instructions, answers_a, answers_b))
     requests = [request(template, q, a, b) for q, a, b in triples] + [request(template, q, b, a) for q, a, b in triples]
-    outs = judge.generate(requests, dataclasses.replace(sampling, n=1), desc=desc or "compare: judge")
+    outs = judge.generate(requests, dataclasses.replace(sampling, n=1, stop=VERDICT_STOP),
+                          desc=desc or "compare: judge")
     n = len(instructions)
     rows = []
     for i, (q, a, b) in enumerate(triples):
@@ -112,7 +116,7 @@ def p_first(gen: Generator, triples: list[Item], sampling: Sampling, desc: str =
         probs = gen.option_probs(requests, [task.prefix] * len(requests), OPTIONS, desc=desc)
         return [_from_probs(pa, pb) for pa, pb in probs]
     requests = _requests(load(task.verdict_kind, task.spec, task.key), triples, task)
-    outs = gen.generate(requests, dataclasses.replace(sampling, n=1), desc=desc)
+    outs = gen.generate(requests, dataclasses.replace(sampling, n=1, stop=VERDICT_STOP), desc=desc)
     return [_from_verdict(out[0]) for out in outs]
 
 

@@ -8,7 +8,10 @@ Score statement
     "- Score: 4"). The label counts only when the word right before "score" on its line, if any, is one of
     final, total, overall, or a determiner (the, a, an, my, our, its, this, your): "Final Score:", "Total score:",
     "My final score:" are statements; "Confidence score:", "Sub-score:", "partial score:", "Response 2 score:",
-    "underscore:" are not. Other words ("Rating:", "Points:", "I give it 4") are never statements.
+    "Dual Score:", "underscore:" are not. A capitalised "Score:" right after a lower-case word that is not joined to
+    it by a hyphen is a statement too ("... 2, actually Score: 5"): a compound name would not capitalise it. Other labels ("Rating:", "Total points:") and prose ("The score is 4.", "a score of 10
+    points", "I give it 4") are never statements: the rubric asks for a "Score:" line, and the default model's
+    prose mentions of a score are rarely its verdict.
 
 Final statement
     The last score statement in the text. Earlier statements are ignored, whatever they say (a quoted
@@ -79,9 +82,16 @@ def _statements(text: str) -> list[re.Match[str]]:
         window = max(0, m.start() - 64)
         line_start = text.rfind("\n", window, m.start()) + 1
         before = _QUALIFIER.search(text[max(line_start, window):m.start()])
-        if before is None or before.group(1).lower() in _ALLOWED_QUALIFIERS:
+        if before is None or before.group(1).lower() in _ALLOWED_QUALIFIERS or _label_after_prose(m, before):
             found.append(m)
     return found
+
+
+def _label_after_prose(label: re.Match[str], before: re.Match[str]) -> bool:
+    """"... actually Score: 5": a capitalised label after a lower-case word, not joined to it by a hyphen, starts
+    a statement of its own; "Confidence score:", "Dual Score:" and "Sub-Score:" are compound names."""
+    word = before.group(1)
+    return label.group(0)[0] == "S" and word[0].islower() and not before.group(0).endswith("-")
 
 
 def _final_statement(text: str) -> tuple[str, re.Match[str]] | None:

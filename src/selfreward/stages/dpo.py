@@ -36,8 +36,10 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
     # RPO is DPO plus an NLL term on the chosen answer: TRL's "sft" loss beside the preference loss, weighted.
     losses = {"loss_type": [d.loss_type, "sft"], "loss_weights": [1.0, d.rpo_alpha]} if d.rpo_alpha is not None \
         else {"loss_type": [d.loss_type]}
-    args = DPOConfig(**trainer_kwargs(d, cfg, out_dir), beta=d.beta,
-                     precompute_ref_log_probs=d.precompute_ref_log_probs, ld_alpha=d.ld_alpha, **losses)
+    # The reference pass keeps no activations for a backward: it reads the batch's pairs in one pass.
+    args = DPOConfig(**trainer_kwargs(d, cfg, out_dir, sequences=2), beta=d.beta,
+                     precompute_ref_log_probs=d.precompute_ref_log_probs, precompute_ref_batch_size=d.batch_size,
+                     ld_alpha=d.ld_alpha, **losses)
     # ref_model=None: TRL takes a frozen copy of the starting model (M_t), or the adapter-free base with LoRA.
     return DPOTrainer(model=load_trainable(model_path, cfg), ref_model=None, args=args,
                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer,

@@ -6,7 +6,9 @@ pairs (at most meta.judge_pair_share of them). The method is written down in `se
 Writes iter{t}/meta_judgments.jsonl, one row per answer meta-judged: its valid judgments with score, length and
 rating, and every comparison with both orders' evidence (the option probabilities of a forced choice, or the raw
 verdict texts of a generated one); and iter{t}/judge_pairs.jsonl: prompt = the rubric judge prompt of the answer,
-chosen and rejected = judgment texts. An iteration whose judge_pair_share is 0 writes both empty.
+chosen and rejected = judgment texts. An iteration whose judge_pair_share is 0 writes both empty. Only a run with
+meta.enabled has the stage in its chain (judge -> meta-judge -> pairs) and trains on its judge pairs; run on its own
+(`selfreward meta-judge RUN --iteration T`) without it, it writes its files and nothing reads them.
 
 Also the collapse guard of the judge stage (`collapse_guard`), which runs in every run, with meta-judging or not.
 """
@@ -25,9 +27,6 @@ from selfreward.stages.spec import Context, StageSpec
 
 def run(ctx: Context) -> dict:
     cfg, t, m = ctx.cfg, ctx.t, ctx.cfg.meta
-    if not m.enabled:
-        raise UserError("the meta-judge stage belongs to a Meta-Rewarding run and meta.enabled is false; set "
-                        "meta.enabled=true (the whole iteration is then redone in that order)")
     candidates = read_jsonl(ctx.rd.artifact(t, "candidates.jsonl"))
     judgments = read_jsonl(ctx.rd.artifact(t, "judgments.jsonl"))
     share = rho_for(m.judge_pair_share, t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 
+from selfreward.judgment_rows import check_judgments
 from selfreward.pairs import auto_length_penalty, build_pairs, rho_for
 from selfreward.records import read_jsonl, write_jsonl
 from selfreward.stages.spec import Context, StageSpec
@@ -14,6 +15,8 @@ def run(ctx: Context) -> dict:
     rd, t, c = ctx.rd, ctx.t, ctx.cfg.pairs
     candidates = read_jsonl(rd.artifact(t, "candidates.jsonl"))
     judgments = read_jsonl(rd.artifact(t, "judgments.jsonl"))
+    check_judgments(candidates, judgments, rd.artifact(t, "judgments.jsonl"),
+                    candidates_where=rd.artifact(t, "candidates.jsonl"))
     rho = rho_for(c.length_control, t)
     agree = None
     if any(j.get("source") == "ensemble" for j in judgments):

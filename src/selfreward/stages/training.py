@@ -18,15 +18,32 @@ from selfreward.config import DPOConfig, LoraConfig, RunConfig, SFTConfig
 from selfreward.errors import UserError
 from selfreward.models import bf16_supported, load_tokenizer
 
+# The most tokens one forward pass takes (sequences x max_length at their longest). A batch larger than that is
+# split into equal micro-batches whose gradients add up before the optimizer step (gradient accumulation), so the
+# step is the batch's: the losses are per token (SFT: normalised over the whole batch's tokens) or per pair (DPO:
+# equal micro-batches). Activations grow with the tokens of a pass: at batch 8 x 640 tokens the default 135M model
+# took 11 GB in one SFT step, over four times its weights, gradients and AdamW state. Fixed, not sized to the free
+# memory, so that a run, and a run resumed after a kill, split every batch the same way.
+TOKENS_PER_PASS = 2048
 
-def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path) -> dict[str, Any]:
+
+def micro_batch(batch_size: int, tokens_per_example: int) -> int:
+    """Examples per forward pass: the largest divisor of batch_size whose examples fit TOKENS_PER_PASS (1 at
+    least)."""
+    return max(d for d in range(1, batch_size + 1)
+               if batch_size % d == 0 and (d == 1 or d * tokens_per_example <= TOKENS_PER_PASS))
+
+
+def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path, sequences: int = 1) -> dict[str, Any]:
+    """`sequences`: sequences per example in a forward pass (DPO: chosen and rejected, 2)."""
     bf16 = c.mixed_precision == "bf16" or (c.mixed_precision == "auto" and bf16_supported())
+    micro = micro_batch(c.batch_size, c.max_length * sequences)
     return dict(
         output_dir=str(out), num_train_epochs=c.epochs, learning_rate=c.learning_rate,
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": c.min_learning_rate},
         warmup_steps=c.warmup_ratio,  # a float < 1 is a ratio of the total steps
-        per_device_train_batch_size=c.batch_size,
-        gradient_accumulation_steps=c.grad_accum, max_length=c.max_length, bf16=bf16,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=c.grad_accum * (c.batch_size // micro), max_length=c.max_length, bf16=bf16,
         activation_checkpointing=c.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=1,
         disable_tqdm=False, dataloader_num_workers=0,
