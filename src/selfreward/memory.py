@@ -1,7 +1,7 @@
 """The process's resident memory, as the kernel counts it (Linux /proc; None elsewhere), and handing freed memory
 back to the system. Standard library only: the pipeline and the unit tests import it without torch.
 
-    rss_mb()        resident set size now, in MiB
+    rss_mb()        resident set size now, in whole MiB
     reset_peak()    start a new high-water mark (writing 5 to /proc/self/clear_refs resets VmHWM to VmRSS)
     peak_rss_mb()   the high-water mark since the last reset_peak() (or since the process started)
     release()       collect garbage and return the allocator's free memory to the system (glibc's malloc_trim)
@@ -27,19 +27,19 @@ def stage_key(name: str, iteration: int) -> str:
     return f"{name}:{iteration}"
 
 
-def _status_mb(field: str) -> float | None:
+def _status_mb(field: str) -> int | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in _STATUS.read_text().splitlines():
             if line.startswith(field + ":"):
-                return round(int(line.split()[1]) / 1024, 1)
+                return round(int(line.split()[1]) / 1024)
     return None
 
 
-def rss_mb() -> float | None:
+def rss_mb() -> int | None:
     return _status_mb("VmRSS")
 
 
-def peak_rss_mb() -> float | None:
+def peak_rss_mb() -> int | None:
     return _status_mb("VmHWM")
 
 

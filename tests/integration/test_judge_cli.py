@@ -72,10 +72,10 @@ RANKED = [
     {"prompt_id": "pa", "id": "a1", "prompt": "Say hi.", "response": "Hi", "human_score": 0.2},
     {"prompt_id": "pa", "id": "a2", "prompt": "Say hi.", "response": "Hello!", "human_score": 0.9},      # 1 < 2: kept
     {"prompt_id": "pb", "id": "b1", "prompt": "Add 2+2.", "response": "4", "human_score": 0.9},
-    {"prompt_id": "pb", "id": "b2", "prompt": "Add 2+2.", "response": "5", "human_score": 0.1},         # 3 < 4: disagrees
+    {"prompt_id": "pb", "id": "b2", "prompt": "Add 2+2.", "response": "5", "human_score": 0.1},  # 3 < 4: disagrees
     {"prompt_id": "pc", "id": "c1", "prompt": "A color?", "response": "Blue.", "human_score": 1.0},
     {"prompt_id": "pc", "id": "c2", "prompt": "A color?", "response": "Dunno.", "human_score": 0.5},
-    {"prompt_id": "pc", "id": "c3", "prompt": "A color?", "response": "Maybe.", "human_score": 0.5},    # 4 > 1 = 1: kept
+    {"prompt_id": "pc", "id": "c3", "prompt": "A color?", "response": "Maybe.", "human_score": 0.5},  # 4 > 1 = 1: kept
     {"prompt_id": "pd", "id": "d1", "prompt": "A number?", "response": "7", "human_score": 0.5},
     {"prompt_id": "pd", "id": "d2", "prompt": "A number?", "response": "8", "human_score": 0.5},        # no human order
 ]
@@ -115,7 +115,8 @@ def test_build_eft_with_the_fake_judge(tmp_path, tiny_model_dir, capsys):
     train, evals = read_jsonl(out / "eft_train.jsonl"), read_jsonl(out / "eft_eval.jsonl")
     assert [(r["id"], r["prompt_id"], r["score"], r["target"], r["human_score"]) for r in train] == [
         ("c1", "pc", 4, "Looks fine. Score: 4", 1.0), ("c2", "pc", 1, "Looks fine. Score: 1", 0.5)]
-    assert [(r["id"], r["prompt_id"], r["score"], r["target"]) for r in evals] == [("a2", "pa", 2, "Looks fine. Score: 2")]
+    assert [(r["id"], r["prompt_id"], r["score"], r["target"]) for r in evals] == \
+        [("a2", "pa", 2, "Looks fine. Score: 2")]
     assert all(r["source"] == "build-eft" and r["response"] and r["prompt"] for r in train + evals)
     assert len(read_jsonl(out / "judgments.jsonl")) == 9
     # the output is EFT data a run can train on

@@ -71,7 +71,8 @@ def test_markers_form_a_chain(run, tiny_model_dir):
         assert marker["after"] == previous
         previous = marker["token"]
     sample = json.loads((run / "iter1" / "sample.done.json").read_text())
-    assert sample["config"]["sample.n"] == N and sample["config"]["model.name"] == str(tiny_model_dir)
+    # model.name reaches sample through the token chain (M_t); the stage itself never reads it
+    assert sample["config"]["sample.n"] == N and "model.name" not in sample["config"]
     assert not any(k.startswith(("generation.", "dpo.", "judge.")) for k in sample["config"])
 
 
@@ -170,9 +171,10 @@ EVAL_GROUPS = [
 # By hand: 8 human-ordered pairs (one human tie), 3 agree -> 3/8. Shorter-preferred pairs: 548<1366, 548<1046,
 # 449<1046 (disagree), 444<2322 (agree) -> 1/4. Length heuristic: 2 of 5 and 2 of 3 -> 4/8. Spearman of the 7
 # scores against the lengths: 0.34876. Mean score 16/7.
-EVAL_STATS = {"mode": "sample", "prompts": 2, "pairs": 8, "pairwise_accuracy": 0.375,
-              "shorter_preferred_accuracy": 0.25, "length_correlation": 0.3488, "parse_failure_rate": 0.0,
-              "mean_score": 2.2857, "length_baseline_accuracy": 0.5}
+EVAL_STATS = {"source": "rubric", "mode": "sample", "prompts": 2, "pairs": 8, "pairwise_accuracy": 0.375,
+              "shorter_preferred_accuracy": 0.25, "length_correlation": 0.3488, "partial_correlation": -0.2365,
+              "parse_failure_rate": 0.0, "mean_score": 2.2857, "length_baseline_accuracy": 0.5,
+              "random_baseline_accuracy": 0.4856}
 
 
 def eval_items():
@@ -253,6 +255,7 @@ def test_summary_has_the_judge_agreement_table(run):
     for r in rows:
         assert {k: v for k, v in r.items() if k not in ("model", "wall_seconds")} == EVAL_STATS
         assert isinstance(r["pairwise_accuracy"], float) and isinstance(r["length_baseline_accuracy"], float)
+        assert isinstance(r["partial_correlation"], float) and isinstance(r["random_baseline_accuracy"], float)
     text = (run / "summary.txt").read_text()
     head, _, judge_table = text.partition("\n\nJudge agreement with human rankings (data.eft_eval), beside the "
                                           "length heuristic:\n")
@@ -260,10 +263,13 @@ def test_summary_has_the_judge_agreement_table(run):
     lines = judge_table.partition("\n\n")[0].splitlines()
     assert len(lines) == 5
     assert "pairwise acc" in lines[0] and "length heuristic acc" in lines[0] and "shorter-preferred acc" in lines[0]
-    for t, line in enumerate(lines[1:]):
-        assert line.split() == [f"M{t}", "sample", "8", "37.5%", "25.0%", "0.3488", "0.0%", "2.2857", "50.0%"]
-    # the iteration table above it is unchanged: SFT line, a header and one row per iteration
-    assert head.startswith("SFT: ") and len(head.splitlines()) == 4
+    for t, (line, r) in enumerate(zip(lines[1:], rows)):
+        assert line.split() == [f"M{t}", "rubric", "sample", "8", "37.5%", "25.0%", "0.3488",
+                                f"{r['partial_correlation']:g}", "0.0%", "2.2857", "50.0%"]
+    # above it: the SFT line, the iteration table (a header and one row per iteration), then the score distribution
+    lines = head.splitlines()
+    assert lines[0].startswith("SFT: ") and lines[1].startswith("iter") and [x.split()[0] for x in lines[2:4]] == \
+        ["1", "2"]
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -318,7 +324,7 @@ def test_random_judge_gives_no_pairs_and_dpo_refuses(run, tmp_path, capsys):
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    assert cli.main(["judge", str(copy), "-t", "1"]) == 0
+    assert cli.main(["judge", str(copy), "-t", "1", "judge.backend=transformers"]) == 0
     assert cli.main(["pairs", str(copy), "-t", "1"]) == 0
     judgments = read_jsonl(copy / "iter1" / "judgments.jsonl")
     assert len(judgments) == PROMPTS * N
@@ -336,11 +342,11 @@ def test_random_judge_gives_no_pairs_and_dpo_refuses(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("selfreward: error: iteration 1: no preference pair to train on (0 pairs")
     assert str(copy / "iter1" / "judgments.jsonl") in err
-    # the failed stage is not done, so the next run retries it
-    assert rd.marker(Stage("dpo", 1)) is None
-    from selfreward.pipeline import load_run_config
+    # the failed stage kept its old marker (it failed before writing anything), which is stale: its input, the
+    # pairs, was recomputed, so the next run redoes it, and everything after it
+    from selfreward.pipeline import load_run_config, state
 
-    assert rd.state(Stage("gen-prompts", 2), load_run_config(rd), Stage("dpo", 1)) == "stale"
+    assert state(rd, load_run_config(rd), Stage("dpo", 1)) == "stale"
 
 
 # --- benchmark evaluation and head to head ------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from integration_helpers import run_cfg
-
 from selfreward import pipeline
 from selfreward.records import read_jsonl
 from selfreward.rundir import RunDir, Stage
@@ -32,7 +31,8 @@ def test_logprobs_match_a_hand_computation(tiny_model_dir):
     from selfreward.backends.hf import HFGenerator
 
     gen = HFGenerator(str(tiny_model_dir), dtype=torch.float32, batch_size=4)
-    requests = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Count to three, please."}],
+    requests = [[{"role": "user", "content": "Name a colour."}],
+                [{"role": "user", "content": "Count to three, please."}],
                 [{"role": "user", "content": "Hi"}]]
     responses = ["Blue.", "One, two, three. <|im_end|> and more", "Hello there, how can I help you today?"]
     got = gen.logprobs(requests, responses)

@@ -13,7 +13,6 @@ import json
 import pytest
 
 from integration_helpers import load_cfg
-
 from selfreward.config import NEUTRAL
 from selfreward.rundir import RunDir, Stage
 from selfreward.stages import ALL, BY_NAME, Context

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from integration_helpers import run_overrides
-
 from selfreward.records import read_jsonl
 
 

@@ -4,10 +4,10 @@ from collections import Counter
 
 import pytest
 
-from selfreward.judges.eft import agrees, build, pick_judgment, rebalance, split
 from selfreward.errors import UserError
-from selfreward.judges.rubric_parse import parse_score
+from selfreward.judges.eft import agrees, build, pick_judgment, rebalance, split
 from selfreward.judges.rubric import expected_row, sampled_row
+from selfreward.judges.rubric_parse import parse_score
 
 
 def one_hot(d, p=0.9):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from selfreward.judges.sets import load_judge_set
 from selfreward.errors import UserError
 from selfreward.judges.metrics import judge_metrics
+from selfreward.judges.sets import load_judge_set
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 

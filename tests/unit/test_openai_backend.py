@@ -93,7 +93,8 @@ def test_gives_up_after_the_retries():
 
 def test_unauthorized_names_the_variable(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
-    reply = (lambda body, i: (401, {"error": {"message": "Incorrect API key provided"}}))
+    def reply(body, i):
+        return ((401, {"error": {"message": "Incorrect API key provided"}}))
     with stub_server(reply) as (url, requests):
         with pytest.raises(UserError) as e:
             client(url).generate([ask("x")], Sampling())

@@ -9,7 +9,7 @@ from selfreward.config import JudgeConfig
 from selfreward.errors import UserError
 from selfreward.judges import templates
 from selfreward.judges.rubric import DIGITS, MIN_DIGIT_MASS, expected_row, requests_for, sampled_row, score_prefix
-from selfreward.judges.scorers import score_items
+from selfreward.judges.scorers import SCORE_LINE_STOP, score_items
 
 TEMPLATE = templates.load("rubric")
 ITEMS = [("What is 2+2?", "4"), ("Name a color.", "Blue, like the sky."), ("Say hi.", "Hi!")]
@@ -167,7 +167,7 @@ def test_score_items_sample_mode_passes_the_judge_sampling():
     (call,) = gen.calls
     assert call[0] == "generate"
     assert call[1] == requests_for(TEMPLATE, ITEMS)
-    assert call[2] == Sampling(n=4, temperature=0.8, top_p=0.95, max_new_tokens=77, seed=123)
+    assert call[2] == Sampling(n=4, temperature=0.8, top_p=0.95, max_new_tokens=77, seed=123, stop=SCORE_LINE_STOP)
     assert call[3] == "judge 1"
     assert rows == [sampled_row(texts[i]) for i in range(3)]
     assert [r["scores"] for r in rows] == [[0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 4.0, 5.0]]
@@ -192,7 +192,7 @@ def test_score_items_expected_mode_one_greedy_judgment_then_digit_probs():
     _, requests, sampling, desc = gen.calls[0]
     assert requests == requests_for(TEMPLATE, ITEMS)
     # one greedy judgment, whatever k, temperature and top_p say
-    assert sampling == Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=50, seed=7)
+    assert sampling == Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=50, seed=7, stop=SCORE_LINE_STOP)
     assert desc == "eval"
     _, requests2, prefixes, options, desc2 = gen.calls[1]
     assert requests2 == requests
@@ -217,7 +217,7 @@ def test_score_items_sample_mode_works_without_option_probs():
     gen = NoProbsGenerator()
     rows = score_items(gen, TEMPLATE, ITEMS, JudgeConfig(mode="sample", k=2), seed=0)
     assert [r["score"] for r in rows] == [0.0, 1.0, 2.0]
-    assert gen.calls == [Sampling(2, 0.7, 0.9, 256, 0)]
+    assert gen.calls == [Sampling(2, 0.7, 0.9, 256, 0, SCORE_LINE_STOP)]
 
 
 def test_score_items_empty():

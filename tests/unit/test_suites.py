@@ -10,11 +10,18 @@ import pytest
 from selfreward.backends import Sampling
 from selfreward.compare import greedy
 from selfreward.errors import UserError
+from selfreward.evals.alpaca import judge_alpaca, length_controlled_win_rate, load_alpaca, run_alpaca, summarise_alpaca
+from selfreward.evals.mtbench import (
+    answer_mtbench,
+    grade_single,
+    judge_prompt,
+    load_suite,
+    parse_rating,
+    read_bench,
+    run_single,
+    summarise_single,
+)
 from selfreward.judges import templates
-from selfreward.evals.alpaca import (judge_alpaca, length_controlled_win_rate, load_alpaca, run_alpaca,
-                                     summarise_alpaca)
-from selfreward.evals.mtbench import (answer_mtbench, grade_single, judge_prompt, load_suite,
-                                      parse_rating, read_bench, run_single, summarise_single)
 
 SHARED = Path("/work/shared/data")
 GREEDY = greedy(64, 0)

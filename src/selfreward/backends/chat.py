@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import re
 import weakref
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from selfreward.errors import UserError
 
 _FIRST_SENTINEL = 0xF0000  # Supplementary Private Use Area-A: no tokenizer gives these a meaning
 _LAST_SENTINEL = 0xFFFFD
-_CONTROL_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CONTROL_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def prompt_text(tokenizer, messages: Iterable[Mapping[str, str]], add_generation_prompt: bool = True) -> str:

@@ -101,27 +101,33 @@ class _Row:
 
 class _SlackLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are views of buffers with room for SLACK more tokens: a decoding step
-    writes its token's key and value into the buffer, where DynamicLayer copies the whole cache (torch.cat), which
-    for a batch of 30 judge rows is about 300 MB a step. Keys and values set from outside (a batch regrouped) are
-    copied into a new buffer at the next step."""
+    writes its token's key and value into the buffer, where DynamicLayer copies the whole cache (torch.cat) at
+    every step (for a batch of 30 judge rows, about 300 MB a step). Only a full buffer is copied, into one SLACK
+    tokens longer."""
+
+    def fill(self, parts: list[tuple[torch.Tensor, torch.Tensor, int]], rows: int, width: int) -> None:
+        """New buffers of `rows` rows and `width` columns (+ SLACK): each (keys, values, first row) written at its
+        rows, from column 0; the columns past a part's own are zeros (masked, but never NaN)."""
+        k0 = parts[0][0]
+        shape = (rows, k0.shape[1], width + SLACK, k0.shape[3])
+        self._buffers = (k0.new_empty(shape), k0.new_empty(shape))
+        for buffer, which in zip(self._buffers, (0, 1)):
+            for part in parts:
+                x, row = part[which], part[2]
+                buffer[row:row + x.shape[0], :, :x.shape[2]] = x
+                buffer[row:row + x.shape[0], :, x.shape[2]:width].zero_()
+        if not self.is_initialized:
+            self.lazy_initialization(*self._buffers)
+        self.keys, self.values = self._buffers[0][:, :, :width], self._buffers[1][:, :, :width]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        length = self.keys.shape[-2] if self.keys.dim() == 4 else 0
+        length = self.keys.shape[-2]
         end = length + key_states.shape[-2]
-        buffers = getattr(self, "_buffers", None)
-        if buffers is None or end > buffers[0].shape[-2] or self.keys.data_ptr() != buffers[0].data_ptr() \
-                or key_states.shape[0] != buffers[0].shape[0]:
-            shape = (*key_states.shape[:2], end + SLACK, key_states.shape[3])
-            buffers = (key_states.new_empty(shape), value_states.new_empty(shape))
-            if length:
-                buffers[0][:, :, :length] = self.keys
-                buffers[1][:, :, :length] = self.values
-            self._buffers = buffers
-        buffers[0][:, :, length:end] = key_states
-        buffers[1][:, :, length:end] = value_states
-        self.keys, self.values = buffers[0][:, :, :end], buffers[1][:, :, :end]
+        if end > self._buffers[0].shape[-2]:
+            self.fill([(self.keys, self.values, 0)], self.keys.shape[0], length)
+        self._buffers[0][:, :, length:end] = key_states
+        self._buffers[1][:, :, length:end] = value_states
+        self.keys, self.values = self._buffers[0][:, :, :end], self._buffers[1][:, :, :end]
         return self.keys, self.values
 
 
@@ -335,8 +341,7 @@ class HFGenerator:
                 take = [pending.popleft() for _ in range(min(free, len(pending)))]
                 faults.point("batch")  # SELFREWARD_KILL_AT=batch:STAGE:T@N (selfreward.faults)
                 running[0] = len(live) + len(take)
-                new_cache, new_mask, new_last = self._start_rows(prefix, [units[i] for i in take])
-                cache, mask, last = self._join(cache, mask, last, new_cache, new_mask, new_last)
+                cache, mask, last = self._join(cache, mask, last, *self._start_rows(prefix, [units[i] for i in take]))
                 rows += [_Row(i, units[i].first_sample + j,
                               torch.Generator().manual_seed(row_seed(sampling.seed, units[i].request,
                                                                      units[i].first_sample + j))
@@ -381,48 +386,44 @@ class HFGenerator:
         return [(layer.keys, layer.values) if layer.is_initialized and layer.keys.numel() else (empty, empty)
                 for layer in cache.layers]
 
-    def _set_kv(self, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
-        """A decoding cache (_SlackLayer layers) holding these keys and values."""
-        cache = DynamicCache(config=self.model.config)
-        cache.layers = [_SlackLayer() for _ in kv]
-        for layer, (k, v) in zip(cache.layers, kv):
-            layer.lazy_initialization(k, v)
-            layer.keys, layer.values = k, v
-        return cache
-
     def _select(self, cache, mask, last, keep: list[int]):
-        """Only the rows `keep`, without the cache columns none of them uses."""
+        """Only the rows `keep`, without the cache columns none of them uses. Layer by layer, in place: each
+        layer's old buffers go as its new ones come."""
         if not keep:
             return None, None, None
         index = torch.tensor(keep, device=mask.device)
-        kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self._kv(cache, mask.shape[0])]
         mask = mask.index_select(0, index)
         columns = mask.any(0).nonzero().squeeze(1)
-        if len(columns) < mask.shape[1]:
-            kv = [(k.index_select(2, columns), v.index_select(2, columns)) for k, v in kv]
+        whole = len(columns) == mask.shape[1]
+        if not whole:
             mask = mask.index_select(1, columns)
-        return self._set_kv(kv), mask, last.index_select(0, index)
+        for layer in cache.layers:
+            k, v = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+            if not whole:
+                k, v = k.index_select(2, columns), v.index_select(2, columns)
+            layer.fill([(k, v, 0)], len(keep), mask.shape[1])
+        return cache, mask, last.index_select(0, index)
 
     def _join(self, cache, mask, last, new_cache, new_mask, new_last):
-        """The running rows and the new ones in one batch; the shorter side gets masked columns at its end."""
+        """The running rows and the new ones in one decoding cache (_SlackLayer layers); the side with fewer columns
+        gets masked ones at its end."""
+        new_kv = self._kv(new_cache, new_mask.shape[0])
         if cache is None:
-            return self._set_kv(self._kv(new_cache, new_mask.shape[0])), new_mask, new_last
+            cache = DynamicCache(config=self.model.config)
+            cache.layers = [_SlackLayer() for _ in new_kv]
+            for layer, (k, v) in zip(cache.layers, new_kv):
+                layer.fill([(k, v, 0)], k.shape[0], k.shape[2])
+            return cache, new_mask, new_last
         width = max(mask.shape[1], new_mask.shape[1])
+        rows = mask.shape[0]
+        for layer, (k, v) in zip(cache.layers, new_kv):
+            layer.fill([(layer.keys, layer.values, 0), (k, v, rows)], rows + k.shape[0], width)
+        del new_kv, new_cache
 
-        def widen(kv, m):
-            extra = width - m.shape[1]
-            if not extra:
-                return kv, m
+        def widen(m):
+            return torch.cat([m, m.new_zeros(m.shape[0], width - m.shape[1])], 1)
 
-            def pad(x):
-                return torch.cat([x, x.new_zeros(x.shape[0], x.shape[1], extra, x.shape[3])], 2)
-
-            return [(pad(k), pad(v)) for k, v in kv], torch.cat([m, m.new_zeros(m.shape[0], extra)], 1)
-
-        old_kv, mask = widen(self._kv(cache, mask.shape[0]), mask)
-        new_kv, new_mask = widen(self._kv(new_cache, new_mask.shape[0]), new_mask)
-        kv = [(torch.cat([k, nk]), torch.cat([v, nv])) for (k, v), (nk, nv) in zip(old_kv, new_kv)]
-        return self._set_kv(kv), torch.cat([mask, new_mask]), torch.cat([last, new_last])
+        return cache, torch.cat([widen(mask), widen(new_mask)]), torch.cat([last, new_last])
 
     @staticmethod
     def _choose(logits: torch.Tensor, rows: list[_Row], sampling: Sampling) -> list[int]:

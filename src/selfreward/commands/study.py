@@ -155,7 +155,8 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("EFT acc", "eft_pairwise
 def render(table: dict) -> str:
     rows = []
     for r in table["rows"]:
-        gap = None if r.get("mean_chosen_chars") is None else round(r["mean_chosen_chars"] - r["mean_rejected_chars"], 1)
+        chosen, rejected = r.get("mean_chosen_chars"), r.get("mean_rejected_chars")
+        gap = None if chosen is None or rejected is None else round(chosen - rejected, 1)
         rows.append({**r, "gap": gap})
     cells = [[h for h, _ in COLUMNS]] + [[_fmt(k, r.get(k)) for _, k in COLUMNS] for r in rows]
     lines = ["| " + " | ".join(row) + " |" for row in cells]

@@ -39,9 +39,10 @@ import inspect
 import json
 import re
 import typing
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import langdetect
 

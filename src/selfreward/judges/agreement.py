@@ -8,7 +8,6 @@ computed on exactly the same responses.
 from __future__ import annotations
 
 import random
-
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,7 +82,8 @@ def table(name: str, result: dict) -> str:
     text = format_table(rows + [("length heuristic", result["length"]), ("random", result["random"])])
     e = result.get("ensemble")
     if e:
-        pct = (lambda x: "-" if x is None else f"{100 * x:.1f}%")
+        def pct(x):
+            return ("-" if x is None else f"{100 * x:.1f}%")
         text += (f"\nensemble: both sources order {e['agreed_pairs']} of {e['pairs']} human-ordered pairs alike "
                  f"({pct(e['coverage'])}); the humans agree with that order on {pct(e['accuracy_on_agreed'])}")
     return text

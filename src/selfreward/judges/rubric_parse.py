@@ -9,7 +9,8 @@ Score statement
     final, total, overall, or a determiner (the, a, an, my, our, its, this, your): "Final Score:", "Total score:",
     "My final score:" are statements; "Confidence score:", "Sub-score:", "partial score:", "Response 2 score:",
     "Dual Score:", "underscore:" are not. A capitalised "Score:" right after a lower-case word that is not joined to
-    it by a hyphen is a statement too ("... 2, actually Score: 5"): a compound name would not capitalise it. Other labels ("Rating:", "Total points:") and prose ("The score is 4.", "a score of 10
+    it by a hyphen is a statement too ("... 2, actually Score: 5"): a compound name would not capitalise it.
+    Other labels ("Rating:", "Total points:") and prose ("The score is 4.", "a score of 10
     points", "I give it 4") are never statements: the rubric asks for a "Score:" line, and the default model's
     prose mentions of a score are rarely its verdict.
 

@@ -7,7 +7,8 @@ The judge's scores are not here: the caller adds a "score" to each response.
 
 The format is detected from the fields of the first row; every later row must then have that format's fields.
 - builtin (= builtin:eft_eval) and builtin:eft_train: the shipped EFT splits (seed/eft_*.jsonl), read as the
-  ranked format; builtin:llmbar-natural: LLMBar Natural's 100 pairs (bench/LLMBar_Natural.jsonl, MIT). Their `score` field is the score in the EFT target, not a human value, and is not read.
+  ranked format; builtin:llmbar-natural: LLMBar Natural's 100 pairs (bench/LLMBar_Natural.jsonl, MIT). The EFT
+  splits' `score` field is the score in the EFT target, not a human value, and is not read.
 - ranked (ours): prompt, response, and either human_score (higher is better) or rank (lower is better, 0 = best;
   human = -rank); human_score is used when the first row has both. Rows are grouped by prompt_id when the first
   row has one, else by identical prompt text. An `id` field is kept as the response id.

@@ -89,7 +89,8 @@ def run_reward(cfg, candidates: list[dict], open_gen, judge: str, judge_role: st
             for parts in zip(*(scored[n] for n in names))]
 
 
-def _judged(name: str, cfg, candidates: list[dict], open_gen, judge: str, role: str, seed: int, desc: str) -> list[dict]:
+def _judged(name: str, cfg, candidates: list[dict], open_gen, judge: str, role: str, seed: int,
+            desc: str) -> list[dict]:
     from selfreward.backends import AUTO, CAPABILITIES, GENERATE, OPTION_PROBS, role_backend
     from selfreward.judges import templates
     from selfreward.judges.scorers import needs

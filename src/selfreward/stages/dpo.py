@@ -28,8 +28,15 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from selfreward.stages.training import load_trainable, peft_config, trainer_kwargs, training_tokenizer
+    from selfreward.stages.training import (
+        load_trainable,
+        peft_config,
+        small_lm_head_tiles,
+        trainer_kwargs,
+        training_tokenizer,
+    )
 
+    small_lm_head_tiles()
     tokenizer = training_tokenizer(model_path, cfg)
     tokenizer.padding_side = "left"  # DPOTrainer requires it
     d = cfg.dpo

@@ -32,6 +32,7 @@ def run(ctx: Context) -> dict:
             "mean_response_chars": round(statistics.fmean(lengths), 1) if lengths else 0.0}
 
 
-STAGE = StageSpec("sample", run, deps=("model.dtype", "model.trust_remote_code", "model.chat_template", "sample", "seed"),
+STAGE = StageSpec("sample", run, deps=("model.dtype", "model.trust_remote_code", "model.chat_template", "sample",
+                                       "seed"),
                   reads=("iter{t}/prompts.jsonl", "{policy}"), writes=("iter{t}/candidates.jsonl",), command=True,
                   summary="N answers per prompt from M_t")

@@ -27,8 +27,15 @@ def build_trainer(cfg: RunConfig, model_path: str, out_dir, rows: list[dict]):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from selfreward.stages.training import load_trainable, peft_config, trainer_kwargs, training_tokenizer
+    from selfreward.stages.training import (
+        load_trainable,
+        peft_config,
+        small_lm_head_tiles,
+        trainer_kwargs,
+        training_tokenizer,
+    )
 
+    small_lm_head_tiles()
     args = SFTConfig(**trainer_kwargs(cfg.sft, cfg, out_dir), completion_only_loss=True)
     return SFTTrainer(model=load_trainable(model_path, cfg), args=args,
                       train_dataset=Dataset.from_list(rows), processing_class=training_tokenizer(model_path, cfg),

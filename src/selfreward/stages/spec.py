@@ -7,8 +7,8 @@ model M_t), {policy} the directory of M_t, {prev} of M_(t-1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from selfreward.backends import GENERATE, Generator, open_generator
 from selfreward.config import ModelConfig, RunConfig
@@ -18,7 +18,7 @@ from selfreward.rundir import RunDir
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    run: Callable[["Context"], dict]
+    run: Callable[[Context], dict]
     deps: tuple[str, ...]  # config keys or sections; the done-marker records them
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()

@@ -34,6 +34,29 @@ def micro_batch(batch_size: int, tokens_per_example: int) -> int:
                if batch_size % d == 0 and (d == 1 or d * tokens_per_example <= TOKENS_PER_PASS))
 
 
+# TRL's fused LM head gives SFT's and DPO's token log-probabilities (and SFT's entropy and accuracy metrics) without
+# the full logits: it projects tiles of TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries
+# (4096 x 32768 in TRL 1.16). Without Triton (on a CPU) its torch fallback holds about six fp32 copies of a tile in
+# the backward pass: for a micro-batch of 2 x 629 tokens of the default model (vocabulary 49152), 1 GB of the
+# step's peak. Tiles of 1024 x 8192 hold 0.1 GB; the sums are the same up to rounding (the loss to the last digit).
+LM_HEAD_TILE = (1024, 8192)
+
+
+def small_lm_head_tiles() -> None:
+    """Smaller tiles for TRL's fused LM head when training runs without Triton (see LM_HEAD_TILE); on a GPU its
+    kernel's tiles stay. TRL reads both sizes at each call."""
+    if torch.cuda.is_available():
+        return
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trl_utils
+
+    tokens, vocab = LM_HEAD_TILE
+    if getattr(kernel, "TOKEN_CHUNK_SIZE", 0) > tokens:
+        kernel.TOKEN_CHUNK_SIZE = tokens
+    if getattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", 0) > vocab:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = vocab
+
+
 def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path, sequences: int = 1) -> dict[str, Any]:
     """`sequences`: sequences per example in a forward pass (DPO: chosen and rejected, 2)."""
     bf16 = c.mixed_precision == "bf16" or (c.mixed_precision == "auto" and bf16_supported())
