@@ -47,10 +47,12 @@ def eval_judge(ns) -> int:
             else Path(spec).stem
         print(f"\n{name}: {len(groups)} prompts, {sum(len(g['responses']) for g in groups)} responses"
               + "".join(f"; {n}" for n in notes), flush=True)
-        judge_set(score, groups, cfg.seed, out, f"{name}.{label.replace(', ', '-')}",
+        # the rubric's files keep their names (NAME.sample / NAME.expected); other sources add theirs
+        tag = cfg.judge.mode if r.source == "rubric" else label.replace(", ", "-")
+        judge_set(score, groups, cfg.seed, out, f"{name}.{tag}",
                   {"model": ns.model, "path": model, "reference": reference, "source": r.source, "mode": cfg.judge.mode,
                    "data": spec, "notes": notes}, f"{ns.model} ({label})")
-    print(f"\nReward rows and metrics in {out}/")
+    print(f"\nJudgments and metrics in {out}/")
     return 0
 
 
