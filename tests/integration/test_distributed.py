@@ -37,7 +37,8 @@ def test_sft_through_accelerate_launch(tmp_path, tiny_model_dir):
     rd, cfg = _prepared_run(tmp_path, tiny_model_dir, f"accelerate_config={config}")
     stats = pipeline.execute(rd, cfg, Stage("sft", 0))  # launches `accelerate launch ... -m selfreward sft`
     marker = rd.marker(Stage("sft", 0))
-    assert marker is not None and marker["stats"] == stats
+    # the launched process's peak memory is recorded beside the marker (manifest), not in the stats it wrote
+    assert marker is not None and marker["stats"] == {k: v for k, v in stats.items() if k != "peak_rss_mb"}
     assert stats["steps"] == math.ceil(stats["examples"] / 2)
     assert (rd.policy(1) / "model.safetensors").is_file()
     assert not (rd.stage_dir(0) / "model.tmp").exists()
