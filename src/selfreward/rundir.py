@@ -215,7 +215,8 @@ class RunDir:
         """Hold RUN/.lock (flock) for the block: one process at a time writes a run directory. The kernel drops
         the lock when its process dies, so a lock file left by a killed run is simply taken over. Creates the
         directory. `purpose`: what needs to write, for the message when it cannot ("the sample stage")."""
-        if os.environ.get(LAUNCHED):  # started by accelerate launch: the launching process holds the lock
+        # Started by accelerate launch, the launching process holds the lock; under a bare torchrun, rank 0 does.
+        if os.environ.get(LAUNCHED) or int(os.environ.get("RANK") or 0) > 0:
             yield
             return
         path = self.root / LOCK

@@ -153,7 +153,8 @@ def test_judge_stage_summary_sample_mode():
     rows = [sampled_row(["Score: 4", "Score: 5"]), sampled_row(["Score: 2", "no"]), sampled_row(["no", "no"]),
             sampled_row(["Score: 0", "Score: 1"])]
     assert summarize(rows) == {
-        "judge_mode": "sample", "judgments": 8, "parse_failures": 3, "parse_failure_rate": 0.375,
+        "reward_source": "rubric", "judge_mode": "sample", "judgments": 8, "parse_failures": 3,
+        "parse_failure_rate": 0.375,
         "unscored_candidates": 1, "mean_score": 2.333,
         # candidate means 4.5, 2.0 and 0.5, rounded half up (round() would give 4 and 0)
         "score_histogram": {"1": 1, "2": 1, "5": 1},
@@ -167,6 +168,7 @@ def test_judge_stage_summary_expected_mode():
     rows = [expected_row("Score: 3", [0, 0, 0.5, 0.5, 0, 0]), expected_row("x", [0.01] * 6),
             expected_row("Score: 5", [0, 0, 0, 0, 0, 1.0])]
     assert summarize(rows) == {
-        "judge_mode": "expected", "judgments": 3, "parse_failures": 1, "parse_failure_rate": 0.3333,
+        "reward_source": "rubric", "judge_mode": "expected", "judgments": 3, "parse_failures": 1,
+        "parse_failure_rate": 0.3333,
         "unscored_candidates": 1, "mean_score": 3.75, "score_histogram": {"3": 1, "5": 1},
     }

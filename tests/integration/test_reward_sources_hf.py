@@ -79,7 +79,12 @@ def test_implicit_reward_of_m1_is_against_the_base_model(run_copy, tiny_model_di
     assert reference_model(Context(RunDir(run_copy), cfg, 2)) == str(run_copy / "sft" / "model")
 
 
-def test_pairwise_forced_choice_through_transformers(run_copy):
+def test_pairwise_forced_choice_through_transformers(run_copy, monkeypatch):
+    from selfreward.judges import pairwise
+
+    # A random model puts about 1/vocab on each letter, far below the threshold that reads a preference; with none
+    # every p_win would be None and every prompt's candidates tie, which pairs rightly skips.
+    monkeypatch.setattr(pairwise, "MIN_OPTION_MASS", 0.0)
     rd, _, rows = judge_with(run_copy, "reward.source=pairwise", "judge.backend=transformers")
     candidates = read_jsonl(rd.artifact(2, "candidates.jsonl"))
     per_prompt = {c["prompt_id"] for c in candidates}
@@ -89,10 +94,9 @@ def test_pairwise_forced_choice_through_transformers(run_copy):
         assert len(r["comparisons"]) == 3  # 4 answers per prompt: each meets the other 3
         for c in r["comparisons"]:
             assert len(c["ab"]["option_probs"]) == 2 and len(c["ba"]["option_probs"]) == 2
-            # one comparison, seen from both sides: p and 1 - p (None where the random model gave A/B too little
-            # probability to read a preference)
+            # one comparison, seen from both sides: p and 1 - p
             back = next(x for x in by_id[c["vs"]]["comparisons"] if x["vs"] == r["candidate_id"])
-            assert (c["p_win"] is None and back["p_win"] is None) or c["p_win"] == pytest.approx(1 - back["p_win"])
+            assert c["p_win"] is not None and c["p_win"] == pytest.approx(1 - back["p_win"])
     assert {r["prompt_id"] for r in rows} == per_prompt
     pipeline.execute(rd, run_cfg(run_copy, "reward.source=pairwise"), Stage("pairs", 2))
     assert read_jsonl(rd.artifact(2, "pairs.jsonl"))
