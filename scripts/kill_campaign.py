@@ -15,10 +15,11 @@ How:
     `selfreward status` must read the directory (exit 0), and the run is resumed with the next point, and so on:
     each point is reached again because a killed stage is redone from its start. A last resume has no kill.
  3. The finished directory is compared with the baseline: the same files; JSON and JSONL identical row for row
-    except timings (*_seconds, times) and the done-markers' random tokens, with the run directory's own path
-    replaced by <RUN>; safetensors tensors identical, or within --atol (default 0: on a CPU the same seed gives the
-    same bits; on a GPU, non-deterministic kernels may need a tolerance, which the table then states). The
-    report's HTML, Markdown and PNG files and summary.txt print wall-clock times and are not compared; their
+    except timings (*_seconds, times), resident memory, and the done-markers' random tokens, with the run
+    directory's own path replaced by <RUN>; safetensors tensors identical, or within --atol (default 0: on a CPU
+    the same seed gives the same bits; on a GPU, non-deterministic kernels may need a tolerance, which the table
+    then states). The report's HTML, Markdown and PNG files and summary.txt print wall-clock times and are not
+    compared; their
     numbers are in results.json and summary.json, which are.
 
 It prints a table of kill points and outcomes, then the comparison, and exits 1 if any kill did not happen, any
@@ -47,7 +48,8 @@ TOY = ["iterations=1", "data.max_ift=8", "data.max_eft=8", "sft.batch_size=4", "
        "eval.max_prompts=2", "eval.compare_prompts=2", "eval.max_new_tokens=16", "dpo.batch_size=4",
        "dpo.max_length=256", "generation.batch_size=8"]
 NOT_COMPARED = {".lock", "manifest.json", "report.html", "report.md", "summary.txt"}  # invocations, clock times
-VOLATILE = {"token", "after", "time", "created"}  # done-marker tokens (random), invocation times
+# done-marker tokens (random), invocation times, and memory (resident set sizes vary from process to process)
+VOLATILE = {"token", "after", "time", "created", "peak_rss_mb", "rss_before_mb", "rss_after_mb"}
 
 
 def main() -> int:

@@ -61,11 +61,11 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
             faults.point("stage-end")
         if not spec.training or _is_main_process():
             rd.mark_done(stage, stage_config(cfg, spec.deps), prev, stats)
-    usage = {"peak_rss_mb": memory.peak_rss_mb(), "rss_before_mb": before}
-    memory.release()  # what the stage loaded goes back to the system, not only to the allocator
-    usage["rss_after_mb"] = memory.rss_mb()
-    if not spec.training or _is_main_process():
-        record_usage(rd, stage, usage)
+        usage = {"peak_rss_mb": memory.peak_rss_mb(), "rss_before_mb": before}
+        memory.release()  # what the stage loaded goes back to the system, not only to the allocator
+        usage["rss_after_mb"] = memory.rss_mb()
+        if not spec.training or _is_main_process():
+            record_usage(rd, stage, usage)  # inside the scope: a fault point named by its stage, as all are
     return {**stats, "peak_rss_mb": usage["peak_rss_mb"]}
 
 
@@ -128,7 +128,8 @@ def prepare(rd: RunDir, cfg: RunConfig, argv: list[str]) -> None:
                                                        "accelerate", "datasets")}
     manifest["python"] = platform.python_version()
     manifest["invocations"].append({"time": _now(), "argv": argv})
-    write_json(path, manifest)
+    with faults.scope("prepare"):
+        write_json(path, manifest)
 
 
 def _read_manifest(path: Path) -> dict:

@@ -53,6 +53,7 @@ def child(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_the_points_cover_every_kind_and_stage(clean):
     _, points = clean
+    assert [p for p in points if p.count(":") == 0] == []  # each named by a scope that starts again on resume
     kinds = {p.split(":")[0].split("@")[0] for p in points}
     assert kinds == {"stage-start", "stage-end", "jsonl", "json", "batch"}
     stages = {p.split(":")[1] for p in points if p.startswith("stage-start:")}
@@ -62,9 +63,12 @@ def test_the_points_cover_every_kind_and_stage(clean):
 
 # One run killed again and again, each time at a later point, then resumed: each point is reached after the
 # resume because the stage it lies in is redone from its start.
-KILLS = ["json@1",  # the manifest, in prepare
+KILLS = ["json:prepare@1",  # the manifest, in prepare
          "jsonl:sft:0@1", "json:sft:0@2",  # mid-write of sft's rows; between the tmp and the rename of its marker
+         "json:sft:0@3",  # after the marker: the stage's memory record
          "stage-start:eval-judge:1", "batch:sample:1@2", "stage-end:judge:1", "json:pairs:1@1",
+         "json:pairs:1@3",  # regression: a point after the marker was unscoped ("json@9"), its count the process's,
+         # so a resumed process never reached it and every later kill of the campaign was lost
          "jsonl:eval:2@1", "stage-start:compare:3"]
 
 

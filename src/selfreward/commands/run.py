@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from selfreward import pipeline
+from selfreward import faults, pipeline
 from selfreward.config import load_config
 from selfreward.errors import UserError
 from selfreward.rundir import LOCK, RunDir, Stage, previous, require_done
@@ -33,8 +33,9 @@ def run(ns) -> int:
         pipeline.check_changes(rd, cfg, ns.redo)  # again: another process may have finished a stage meanwhile
         pipeline.prepare(rd, cfg, pipeline.argv())
         pipeline.run_all(rd, cfg)
-        print("\n" + write_summary(rd, cfg.iterations))
-        print(f"\nReport: {write_report(rd.root)} (results.json beside it)")
+        with faults.scope("report"):
+            print("\n" + write_summary(rd, cfg.iterations))
+            print(f"\nReport: {write_report(rd.root)} (results.json beside it)")
     print(f"\nModels: M1 = {rd.policy(1)}" + "".join(f", M{t + 1} = {rd.policy(t + 1)}"
                                                     for t in range(1, cfg.iterations + 1)))
     return 0
