@@ -17,7 +17,7 @@ first time. The points:
     json:sample:1@1            records.write_json (done-markers too), between the temporary file and the rename
     model-save:dpo:1           stages.training.save_final, between the saved temporary directory and the rename
     stage-end:sample:1         pipeline.execute, after the stage returned and before its done-marker is written
-    json:sample:1@2            (after the done-marker) the stage's memory, recorded in manifest.json
+    json:sample:1@2            the stage's memory, recorded in manifest.json just before its done-marker (@3)
     json:prepare@1             `run`: the resolved config and this invocation in manifest.json, before any stage
     json:report@1              `run`: summary.json, then results.json (@2), after the last stage
 

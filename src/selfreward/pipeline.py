@@ -59,13 +59,14 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
             stats = spec.run(Context(rd, cfg, stage.iteration, stage.name, opener))
             stats["wall_seconds"] = round(time.time() - start, 1)
             faults.point("stage-end")
-        if not spec.training or _is_main_process():
-            rd.mark_done(stage, stage_config(cfg, spec.deps), prev, stats)
         usage = {"peak_rss_mb": memory.peak_rss_mb(), "rss_before_mb": before}
         memory.release()  # what the stage loaded goes back to the system, not only to the allocator
         usage["rss_after_mb"] = memory.rss_mb()
         if not spec.training or _is_main_process():
-            record_usage(rd, stage, usage)  # inside the scope: a fault point named by its stage, as all are
+            # the memory record before the marker: a run killed between the two redoes the stage and records it
+            # again, where the other order would lose the record of a stage that counts as done
+            record_usage(rd, stage, usage)
+            rd.mark_done(stage, stage_config(cfg, spec.deps), prev, stats)
     return {**stats, "peak_rss_mb": usage["peak_rss_mb"]}
 
 

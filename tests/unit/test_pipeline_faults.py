@@ -64,11 +64,12 @@ def test_the_points_cover_every_kind_and_stage(clean):
 # One run killed again and again, each time at a later point, then resumed: each point is reached after the
 # resume because the stage it lies in is redone from its start.
 KILLS = ["json:prepare@1",  # the manifest, in prepare
-         "jsonl:sft:0@1", "json:sft:0@2",  # mid-write of sft's rows; between the tmp and the rename of its marker
-         "json:sft:0@3",  # after the marker: the stage's memory record
-         "stage-start:eval-judge:1", "batch:sample:1@2", "stage-end:judge:1", "json:pairs:1@1",
-         "json:pairs:1@3",  # regression: a point after the marker was unscoped ("json@9"), its count the process's,
-         # so a resumed process never reached it and every later kill of the campaign was lost
+         "jsonl:sft:0@1",  # mid-write of sft's rows
+         "json:sft:0@2",  # the stage's memory record, before its marker (regression: it came after the marker and
+         # outside the stage's scope, so a kill there lost the record of a stage that counted as done, and its point,
+         # counted per process, was never reached again by a resumed run: the campaign's later kills were lost)
+         "json:sft:0@3",  # between the tmp and the rename of its marker
+         "stage-start:eval-judge:1", "batch:sample:1@2", "stage-end:judge:1", "json:pairs:1@1", "json:pairs:1@2",
          "jsonl:eval:2@1", "stage-start:compare:3"]
 
 
@@ -93,7 +94,7 @@ def test_sigkill_at_point_after_point_then_resume_gives_the_uninterrupted_run(cl
     assert [p for p in root.rglob("*.tmp")] == []
 
 
-@pytest.mark.parametrize("point", ["jsonl:judge:2@1", "json:sample:1@2", "json:compare:3@1"])
+@pytest.mark.parametrize("point", ["jsonl:judge:2@1", "json:sample:1@3", "json:compare:3@1"])
 def test_disk_full_mid_stage_fails_in_one_line_keeps_earlier_results_and_resumes(clean, tmp_path, point, capsys,
                                                                                    monkeypatch):
     """ENOSPC during a stage's write: one line (exit 2 from the CLI), the earlier artifacts intact, no temporary
