@@ -19,8 +19,7 @@ How:
     directory's own path replaced by <RUN>; safetensors tensors identical, or within --atol (default 0: on a CPU
     the same seed gives the same bits; on a GPU, non-deterministic kernels may need a tolerance, which the table
     then states). The report's HTML, Markdown and PNG files and summary.txt print wall-clock times and are not
-    compared; their
-    numbers are in results.json and summary.json, which are.
+    compared; their numbers are in results.json and summary.json, which are.
 
 It prints a table of kill points and outcomes, then the comparison, and exits 1 if any kill did not happen, any
 command failed, or any file differs.
