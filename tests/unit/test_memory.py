@@ -74,3 +74,56 @@ def test_a_run_without_memory_records_or_with_a_damaged_manifest_still_summarise
     (rd.root / "manifest.json").write_text(json.dumps({"invocations": [], "stages": ["odd"]}))
     assert memory_rows(rd) == []
     assert "Memory per stage" not in summary(rd, 1)[0]
+
+
+_FRAGMENT = """
+import ctypes, sys
+from selfreward import memory
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    assert memory.direct_large_blocks()
+
+def block(size):
+    p = libc.malloc(size)
+    ctypes.memset(p, 1, size)  # written, so resident
+    return p
+
+libc.free(block(8 << 20))  # glibc's dynamic threshold rises to 8 MiB: 4 MiB blocks now come from the heap
+base = memory.rss_mb()
+blocks, pins = [], []
+for _ in range(20):  # 80 MiB, each block followed by a small one that stays: the heap cannot shrink from its top
+    blocks.append(block(4 << 20))
+    pins.append(libc.malloc(1000))
+for p in blocks:
+    libc.free(p)
+print(memory.rss_mb() - base)
+"""
+
+
+def _kept_after_free(mode: str, env: dict) -> int:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _FRAGMENT, mode], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.strip())
+
+
+@linux
+def test_freed_large_blocks_go_back_to_the_system_once_the_threshold_is_fixed(monkeypatch):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    if memory._libc() is None:
+        pytest.skip("no C library")
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's allocator only")
+    assert _kept_after_free("dynamic", env) > 60  # the regression: freed tensors stayed resident
+    assert _kept_after_free("fixed", env) < 20
+
+
+def test_a_threshold_the_user_set_stays(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert memory.direct_large_blocks() is False
