@@ -7,7 +7,6 @@ import importlib
 import os
 import sys
 
-from selfreward import memory
 from selfreward.errors import UserError
 from selfreward.stages import COMMANDS as STAGE_COMMANDS
 
@@ -148,7 +147,6 @@ def main(args: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         ns.overrides += extra
-    memory.direct_large_blocks()
     try:
         module, _, function = COMMANDS.get(ns.command, "run:stage").partition(":")
         rc = getattr(importlib.import_module(f"selfreward.commands.{module}"), function)(ns)

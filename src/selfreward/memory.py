@@ -5,18 +5,10 @@ back to the system. Standard library only: the pipeline and the unit tests impor
     reset_peak()    start a new high-water mark (writing 5 to /proc/self/clear_refs resets VmHWM to VmRSS)
     peak_rss_mb()   the high-water mark since the last reset_peak() (or since the process started)
     release()       collect garbage and return the allocator's free memory to the system (glibc's malloc_trim)
-    direct_large_blocks()  blocks of MMAP_THRESHOLD and more are mapped and unmapped one by one (glibc's mallopt)
 
 A stage's peak (pipeline.execute) is the high-water mark between reset_peak() before it and peak_rss_mb() after.
 After a training stage, glibc keeps the freed heap memory of the model, the gradients and the optimizer state
 (many mid-sized blocks, freed in an order that leaves the heap top in use) unless malloc_trim gives it back.
-
-Tensors are large blocks. glibc maps a block of its mmap threshold or more on its own and unmaps it when freed, but
-it raises that threshold (up to 32 MiB) each time such a block is freed, so after a training step's first
-activations go, later ones come from the heap, whose freed middle it cannot return: a training stage's resident
-memory then grows step by step past its working set (measured: the default model's SFT, 4 steps of tiny-cpu data,
-peak 4.1 GB with the dynamic threshold, 3.6 GB with it fixed at 1 MiB, at the same speed). direct_large_blocks()
-fixes it, as MALLOC_MMAP_THRESHOLD_ would, for a process that has already started.
 """
 
 from __future__ import annotations
@@ -25,7 +17,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import os
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -63,22 +54,6 @@ def release() -> None:
     if libc is not None:
         with contextlib.suppress(AttributeError, OSError):
             libc.malloc_trim(0)
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-MMAP_THRESHOLD = 1 << 20  # bytes: a block this large costs a system call to map; its use costs far more
-
-
-def direct_large_blocks() -> bool:
-    """Fix glibc's mmap threshold at MMAP_THRESHOLD (see the module's docstring); False where there is no glibc or
-    the environment already set MALLOC_MMAP_THRESHOLD_, which then stays."""
-    libc = _libc()
-    if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (AttributeError, OSError):  # a C library without mallopt (musl, macOS)
-        return False
 
 
 _LIBC: list = []

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from selfreward import memory, pipeline
+from selfreward import pipeline
 from selfreward.backends import GENERATE, Sampling, require
 from selfreward.backends.chat import encode_chat
 from selfreward.backends.hf import HFGenerator
@@ -362,7 +362,6 @@ def ceiling(spec: dict) -> dict:
 
 
 def main(spec_path: str) -> None:
-    memory.direct_large_blocks()  # as in a run (cli.main)
     spec = json.loads(Path(spec_path).read_text())
     torch.manual_seed(0)
     result = ceiling(spec) if spec["kind"] == "ceiling" else iteration(spec)
