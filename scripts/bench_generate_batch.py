@@ -22,8 +22,6 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     a = ap.parse_args()
 
-    from importlib import resources
-
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
@@ -31,11 +29,11 @@ def main() -> None:
     from selfreward.backends.chat import encode_chat
     from selfreward.backends.hf import HFGenerator
     from selfreward.config import ModelConfig
+    from selfreward.evals.ifeval import load_ifeval
     from selfreward.models import resolve_dtype, resolve_model
 
     path, dtype = resolve_model(ModelConfig()), resolve_dtype("auto")
-    lines = resources.files("selfreward.data.bench").joinpath("ifeval.jsonl").read_text().splitlines()
-    requests = [[{"role": "user", "content": json.loads(line)["prompt"]}] for line in lines[:a.prompts]]
+    requests = [[{"role": "user", "content": row["prompt"]}] for row in load_ifeval()[:a.prompts]]
     out = {"prompts": len(requests), "max_new_tokens": a.max_new_tokens, "batch_size": a.batch_size,
            "dtype": str(dtype), "threads": torch.get_num_threads()}
 
@@ -49,12 +47,11 @@ def main() -> None:
     del gen
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ids = [encode_chat(tok, r) for r in requests]
 
     def config(tokens: int) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=tokens, do_sample=False, eos_token_id=tok.eos_token_id,
-                                pad_token_id=pad)
+                                pad_token_id=tok.pad_token_id)  # load_tokenizer sets one
 
     model.generate_batch(ids[:2], generation_config=config(4))
     start = time.perf_counter()
