@@ -6,6 +6,7 @@ explicit loop over completion positions, from a plain forward pass of the same m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -100,3 +101,15 @@ def test_initial_dpo_loss_is_log2(dpo):
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, dict(batch))
     assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_cpu_batches_are_padded_to_a_multiple_and_the_pads_change_no_log_prob(dpo):
+    """Regression (see test_sft_labels): DPO batches on a CPU are padded to a multiple of 64 tokens, and the
+    sequence log-probabilities are those of the unpadded batch."""
+    trainer, batch = dpo
+    ds = trainer.train_dataset
+    tight = dataclasses.replace(trainer.data_collator, pad_to_multiple_of=None)([ds[i] for i in range(len(ds))])
+    assert batch["input_ids"].shape[1] % 64 == 0 and tight["input_ids"].shape[1] < batch["input_ids"].shape[1]
+    trainer.model.eval()
+    got = [torch.cat(trainer.compute_ref_log_probs(trainer.model, b)).tolist() for b in (batch, tight)]
+    assert got[0] == pytest.approx(got[1], abs=1e-4)
