@@ -47,14 +47,13 @@ def test_two_variants_share_the_start_and_differ_from_judging_on(tmp_path, tiny_
     assert cli.main(args) == 0
     assert "[run ]" not in capsys.readouterr().out
 
-
-def test_a_variant_that_would_not_share_is_refused_before_anything_runs(tmp_path, tiny_model_dir, capsys):
-    from selfreward import cli
-
-    recipe = tmp_path / "study.yaml"
-    recipe.write_text("study:\n  variants:\n    - 'base: reward.source=rubric'\n    - 'more: sample.n=8'\n")
-    out = tmp_path / "study"
-    assert cli.main(["study", "--config", str(recipe), "--out", str(out), *run_overrides(tiny_model_dir)]) == 2
-    err = capsys.readouterr().err
-    assert "study variant 'more' changes sample.n, which sample (iteration 1) depends on" in err
-    assert not out.exists()
+    # a variant added to the same study through study.variants (docs/study.md): only it runs, and the table
+    # covers all three
+    listed = ('study.variants=["rubric: reward.source=rubric", "implicit: reward.source=implicit", '
+              '"rubric-lc: reward.source=rubric pairs.length_control=0.3"]')
+    more = [a for a in args if a not in ("--sources", "rubric,implicit")] + [listed]
+    assert cli.main(more) == 0
+    before, _, added = capsys.readouterr().out.partition("=== variant rubric-lc")
+    assert "[run ]" not in before and "[run ] pairs (iteration 1)" in added
+    table = json.loads((out / "study.json").read_text())
+    assert {r["variant"] for r in table["rows"]} == {"rubric", "implicit", "rubric-lc"}
