@@ -31,7 +31,9 @@ def run_plan(cfg: RunConfig) -> list[Stage]:
 
 def state(rd: RunDir, cfg: RunConfig, stage: Stage) -> str:
     """rd.state under the stage's declared dependencies."""
-    return rd.state(stage, stage_config(cfg, BY_NAME[stage.name].deps), previous(stage, cfg.meta.enabled))
+    deps = BY_NAME[stage.name].deps
+    return rd.state(stage, stage_config(cfg, deps), previous(stage, cfg.meta.enabled),
+                    stage_config(RunConfig(), deps))
 
 
 def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> dict:

@@ -264,9 +264,12 @@ class RunDir:
             raise UserError(f"cannot write to {self.root} ({_reason(e)}): {purpose}; make it writable or copy "
                             "the run elsewhere") from None
 
-    def state(self, stage: Stage, now: dict[str, Any], previous: Stage | None) -> str:
+    def state(self, stage: Stage, now: dict[str, Any], previous: Stage | None,
+              defaults: dict[str, Any] | None = None) -> str:
         """'todo', 'done', 'stale' (its input was recomputed) or 'changed: KEY was A, now B'; `now`: stage_config()
-        of the stage's dependencies under the current config."""
+        of the stage's dependencies under the current config. `defaults`: the same under the default config; a key
+        the marker lacks (added to selfreward after the stage ran) counts as its default, so a finished run resumes
+        under a newer version that only added settings."""
         marker = self.marker(stage)
         if marker is None:
             return "todo"
@@ -274,9 +277,10 @@ class RunDir:
             prev = self.marker(previous)
             if prev is None or prev["token"] != marker["after"]:
                 return "stale"
-        for key in sorted(set(now) | set(marker["config"])):
-            if now.get(key) != marker["config"].get(key):
-                return f"changed: {key} was {marker['config'].get(key)!r}, now {now.get(key)!r}"
+        recorded = {**{k: v for k, v in (defaults or {}).items() if k in now}, **marker["config"]}
+        for key in sorted(set(now) | set(recorded)):
+            if now.get(key) != recorded.get(key):
+                return f"changed: {key} was {recorded.get(key)!r}, now {now.get(key)!r}"
         return "done"
 
 

@@ -366,3 +366,24 @@ def test_eval_judge_config_keys(tmp_path):
 def test_eval_judge_stage_str():
     assert str(EJ(0)) == "eval-judge (M0)"
     assert str(EJ(3)) == "eval-judge (M3)"
+
+
+def _drop_from_marker(rd: RunDir, stage: Stage, key: str) -> None:
+    """The marker as an older selfreward wrote it, before `key` existed."""
+    path = rd.stage_dir(stage.iteration) / f"{stage.name}.done.json"
+    marker = json.loads(path.read_text())
+    del marker["config"][key]
+    path.write_text(json.dumps(marker))
+
+
+def test_key_added_after_the_stage_ran_counts_as_its_default(tmp_path):
+    from selfreward import pipeline
+
+    rd = RunDir(tmp_path)
+    mark(rd, SFT, cfg(), None, {})
+    _drop_from_marker(rd, SFT, "sft.optim")
+    assert pipeline.state(rd, cfg(), SFT) == "done"
+    assert pipeline.state(rd, cfg("sft.optim=adafactor"), SFT) == \
+        "changed: sft.optim was 'adamw_torch_fused', now 'adafactor'"
+    # without the defaults (as before): the missing key is a change
+    assert state(rd, SFT, cfg(), None) == "changed: sft.optim was None, now 'adamw_torch_fused'"

@@ -76,7 +76,7 @@ def trainer_kwargs(c: SFTConfig | DPOConfig, cfg: RunConfig, out: Path, sequence
         gradient_accumulation_steps=c.grad_accum * (c.batch_size // micro), max_length=c.max_length, bf16=bf16,
         activation_checkpointing=c.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
         use_cpu=not torch.cuda.is_available(), save_strategy="no", report_to="none", logging_steps=1,
-        disable_tqdm=False, dataloader_num_workers=0,
+        disable_tqdm=False, dataloader_num_workers=0, optim=c.optim,
         pad_to_multiple_of="auto" if torch.cuda.is_available() else CPU_PAD_MULTIPLE,
     )
 
