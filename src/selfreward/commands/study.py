@@ -147,7 +147,8 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("EFT acc", "eft_pairwise
            ("EFT shorter-pref", "eft_shorter_preferred_accuracy"), ("EFT length", "eft_length_baseline_accuracy"),
            ("LLMBar acc", "llmbar_pairwise_accuracy"), ("LLMBar shorter-pref", "llmbar_shorter_preferred_accuracy"),
            ("LLMBar length", "llmbar_length_baseline_accuracy"), ("IFEval prompt loose", "prompt_loose"),
-           ("IFEval prompt strict", "prompt_strict"), ("answer chars", "mean_response_chars"),
+           ("IFEval prompt strict", "prompt_strict"), ("IFEval instruction loose", "inst_loose"),
+           ("IFEval instruction strict", "inst_strict"), ("answer chars", "mean_response_chars"),
            ("growth", "length_growth"), ("pairs", "pairs"), ("chosen-rejected chars", "gap"),
            ("vs M1 W/T/L", "vs_M1"), ("wall s", "wall_seconds")]
 
