@@ -44,6 +44,32 @@ def test_logprobs_match_a_hand_computation(tiny_model_dir):
     gen.close()
 
 
+def test_logprobs_compute_the_continuations_logits_only(tiny_model_dir):
+    """Regression: the logits of a whole padded batch ([rows, width, vocabulary]) took 3 GB for 32 EFT answers of
+    the default model; only the last (longest continuation + 1) positions are needed."""
+    from selfreward.backends.hf import HFGenerator
+
+    gen = HFGenerator(str(tiny_model_dir), dtype=torch.float32, batch_size=4)
+    shapes = []
+    forward = gen.model.forward
+
+    def recording(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        shapes.append((kwargs["input_ids"].shape, out.logits.shape))
+        return out
+
+    gen.model.forward = recording
+    try:
+        requests = [[{"role": "user", "content": "A long question, with many words in it, " * 4}],
+                    [{"role": "user", "content": "Hi"}]]
+        got = gen.logprobs(requests, ["Yes.", "Hello there, how can I help you today?"])
+    finally:
+        gen.close()
+    longest = max(lp.tokens for lp in got)
+    [(ids_shape, logits_shape)] = shapes
+    assert logits_shape[:2] == (2, longest + 1) and ids_shape[1] > longest + 1
+
+
 def judge_with(run_copy, *overrides):
     rd = RunDir(run_copy)
     cfg = run_cfg(run_copy, *overrides)
