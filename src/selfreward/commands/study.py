@@ -149,7 +149,8 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("EFT acc", "eft_pairwise
            ("LLMBar length", "llmbar_length_baseline_accuracy"), ("IFEval prompt loose", "prompt_loose"),
            ("IFEval prompt strict", "prompt_strict"), ("IFEval instruction loose", "inst_loose"),
            ("IFEval instruction strict", "inst_strict"), ("answer chars", "mean_response_chars"),
-           ("growth", "length_growth"), ("pairs", "pairs"), ("chosen-rejected chars", "gap"),
+           ("growth", "length_growth"), ("held-back answer chars", "heldout_mean_chars"), ("pairs", "pairs"),
+           ("chosen-rejected chars", "gap"),
            ("vs M1 W/T/L", "vs_M1"), ("wall s", "wall_seconds")]
 
 
