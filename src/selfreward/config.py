@@ -53,9 +53,6 @@ class GenerationConfig:
     # vllm | openai (an OpenAI-compatible server; models = served names)
     backend: str = "auto"
     batch_size: int = 16  # sequences per forward pass (requests x n); openai: requests in flight
-    # transformers backend: GB that one batch's cache and activations may take (fewer requests per batch where long
-    # ones would exceed it); None = half the memory free when the batch starts (on a big machine, several GB)
-    memory_gb: float | None = None
     base_url: str | None = None  # openai: the API root, e.g. http://localhost:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # openai: NAME of the environment variable that holds the key (unset: none)
     tensor_parallel_size: int = 1  # vllm: GPUs that one model is split over
@@ -455,9 +452,6 @@ def _check_values(cfg: RunConfig, source: str) -> None:
             raise UserError(f"{source}: '{key}' must not be negative, got {value}")
         if leaf in {"top_p", "rouge_l_max"} and not 0 <= value <= 1 or leaf == "warmup_ratio" and not 0 <= value < 1:
             raise UserError(f"{source}: '{key}' must be between 0 and 1 (warmup_ratio below 1), got {value}")
-    if cfg.generation.memory_gb is not None and not cfg.generation.memory_gb > 0:
-        raise UserError(f"{source}: 'generation.memory_gb' must be above 0 (or null: half the free memory), "
-                        f"got {cfg.generation.memory_gb}")
     if cfg.sample.n < 2:
         raise UserError(f"{source}: 'sample.n' must be at least 2 to build pairs, got {cfg.sample.n}")
     if cfg.sample.temperature == 0:

@@ -232,17 +232,3 @@ def test_cpu_allocation_failure_halves_the_batch():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         _longest_first([[1], [2]], 2, broken, "t")
-
-
-def test_generation_memory_gb_reaches_the_backend(untied_model_dir):
-    from selfreward.backends import open_generator
-    from selfreward.config import load_config
-
-    for value, budget in (("0.5", 2**29), ("null", None)):
-        cfg = load_config(None, [f"model.name={untied_model_dir}", "model.dtype=float32",
-                                 "generation.backend=transformers", f"generation.memory_gb={value}"])
-        gen = open_generator(cfg, str(untied_model_dir))
-        try:
-            assert gen.memory_budget == budget
-        finally:
-            gen.close()

@@ -336,10 +336,3 @@ def test_optimizer_choices():
     assert load_config(None, ["dpo.optim=adafactor"]).dpo.optim == "adafactor"
     msg = error_of(None, ["sft.optim=adamw_bnb_8bit"])
     assert msg == "defaults: 'sft.optim' must be one of ['adafactor', 'adamw_torch_fused'], got 'adamw_bnb_8bit'"
-
-
-@pytest.mark.parametrize("value", ["0", "-1"])
-def test_generation_memory_gb_must_be_positive(value):
-    assert error_of(None, [f"generation.memory_gb={value}"]) == \
-        f"defaults: 'generation.memory_gb' must be above 0 (or null: half the free memory), got {float(value)}"
-    assert load_config(None, ["generation.memory_gb=1.5"]).generation.memory_gb == 1.5

@@ -153,8 +153,7 @@ def open_generator(cfg: RunConfig, model_path: str, role: str = "policy",
         raise UserError(f"generation.tensor_parallel_size={g.tensor_parallel_size} needs the vllm backend, but "
                         "generation.backend=auto chose transformers (vllm needs a CUDA GPU, pip install "
                         "'selfreward[vllm]', and a stage that needs completions only)")
-    budget = None if g.memory_gb is None else int(g.memory_gb * 2**30)
-    return make_generator(backend, model_path, **local, memory_budget=budget)
+    return make_generator(backend, model_path, **local)
 
 
 def make_generator(backend: str, model_path: str, **kwargs) -> Generator:
