@@ -147,9 +147,15 @@ def main(args: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         ns.overrides += extra
+    module, _, function = COMMANDS.get(ns.command, "run:stage").partition(":")
+    return report_error(lambda: getattr(importlib.import_module(f"selfreward.commands.{module}"), function)(ns))
+
+
+def report_error(command, *args) -> int:
+    """command(*args)'s exit status, with a user's or the environment's error as one line (status 2), an
+    interrupt as 130 and a closed standard output as 141 instead of a traceback."""
     try:
-        module, _, function = COMMANDS.get(ns.command, "run:stage").partition(":")
-        rc = getattr(importlib.import_module(f"selfreward.commands.{module}"), function)(ns)
+        rc = command(*args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at interpreter exit
         return rc
     except BrokenPipeError:

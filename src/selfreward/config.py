@@ -24,7 +24,7 @@ BACKEND_NAMES = (AUTO, "transformers", "vllm", "openai", "fake")  # the backends
 # Settings that never change a result: hardware, speed and how a model is reached. Left out of every stage's
 # dependencies, so a run can move between machines and backends.
 NEUTRAL = ("generation", "model.cache_dir", "judge.backend", "judge.base_url", "judge.api_key_env",
-           "accelerate_config", "study",
+           "accelerate_config", "stage_processes", "study",
            # the collapse guard decides only whether a run warns or stops, never what a stage writes
            "meta.collapse_share", "meta.stop_on_collapse")
 
@@ -240,6 +240,10 @@ class RunConfig:
     iterations: int = 2
     seed: int = 0
     accelerate_config: str | None = None  # set: training stages run under `accelerate launch --config_file` this
+    # true: `selfreward run` starts every stage in a process of its own (pipeline.execute), so that nothing a stage
+    # loaded, and none of the allocator's leftovers, stays in memory after it: the run holds the largest stage's
+    # peak, not that plus everything before it. Costs the imports and a model load per stage (seconds).
+    stage_processes: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -50,16 +50,17 @@ def reset_peak() -> None:
 
 def release() -> None:
     gc.collect()
-    libc = _libc()
-    if libc is not None:
+    c = libc()
+    if c is not None:
         with contextlib.suppress(AttributeError, OSError):
-            libc.malloc_trim(0)
+            c.malloc_trim(0)
 
 
 _LIBC: list = []
 
 
-def _libc():
+def libc():
+    """The C library through ctypes, or None where it cannot be loaded."""
     if not _LIBC:
         name = ctypes.util.find_library("c")
         try:

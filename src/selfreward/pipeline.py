@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -49,8 +51,10 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
         require_done(rd, prev)
     old = rd.marker(stage)  # a damaged marker fails here, before anything runs
     start = time.time()
-    if spec.training and cfg.accelerate_config and not os.environ.get(_LAUNCHED):
-        _launch_accelerate(rd, cfg, stage, old["token"] if old else None)  # the launched processes mark it done
+    accelerate = bool(spec.training and cfg.accelerate_config)
+    # A caller's own opener (bench, tests) cannot cross into another process: those stages stay in this one.
+    if (accelerate or cfg.stage_processes and opener is open_generator) and not os.environ.get(_LAUNCHED):
+        _launch(rd, stage, old["token"] if old else None, cfg.accelerate_config if accelerate else None)
         return {**rd.marker(stage)["stats"], "peak_rss_mb": recorded_usage(rd).get(usage_key(stage), {}).get(
             "peak_rss_mb")}
     before = memory.rss_mb()
@@ -150,16 +154,35 @@ def load_run_config(rd: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> 
     return rd.load_config(overrides)
 
 
-def _launch_accelerate(rd: RunDir, cfg: RunConfig, stage: Stage, old_token: str | None) -> None:
+def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: str | None) -> None:
+    """Run the stage in a child process, which marks it done and records its memory (the launched process runs
+    `execute` itself): under `accelerate launch` with that config, else as one plain process (stage_processes)."""
     # Through the interpreter running us, so it works without an activated virtualenv on PATH.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg.accelerate_config,
-           "-m", "selfreward", stage.name, str(rd.root)]
-    cmd += [] if stage.name == "sft" else ["--iteration", str(stage.iteration)]
-    print("[launch] " + shlex.join(cmd), flush=True)
-    done = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}).returncode == 0
+    if accelerate_config:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
+               "-m", "selfreward", stage.name, str(rd.root)]
+        cmd += [] if stage.name == "sft" else ["--iteration", str(stage.iteration)]
+        print("[launch] " + shlex.join(cmd), flush=True)
+    else:
+        cmd = [sys.executable, "-m", "selfreward.commands.stage_process", str(rd.root), stage.name,
+               str(stage.iteration)]
+    done = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}, preexec_fn=_end_with_parent).returncode == 0
     marker = rd.marker(stage)
     if not done or marker is None or marker["token"] == old_token:  # the old marker stays until the stage writes
-        raise UserError(f"{stage} failed under accelerate launch (see the output above)")
+        how = "under accelerate launch" if accelerate_config else "in its own process (stage_processes)"
+        raise UserError(f"{stage} failed {how} (see the output above)")
+    usage = recorded_usage(rd).get(usage_key(stage))
+    if usage is not None:  # the machine held both processes: the stage's peak plus this one
+        record_usage(rd, stage, {**{k: v for k, v in usage.items() if k != "time"}, "launcher_rss_mb": memory.rss_mb()})
+
+
+def _end_with_parent() -> None:
+    """In the child, before it starts: a SIGTERM when the parent dies (Linux), so that a killed run leaves no stage
+    writing on without the lock the parent held."""
+    libc = memory.libc()
+    with contextlib.suppress(AttributeError, OSError):
+        if libc is not None and sys.platform.startswith("linux"):
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _is_main_process() -> bool:

@@ -126,8 +126,12 @@ def summary(rd: RunDir, iterations: int) -> tuple[str, dict[str, Any]]:
                  "p = mean P(this model's answer is better) by forced choice), and the judge of its head-to-head on "
                  "LLMBar Natural beside the length heuristic:\n" + table(models, MODEL_COLUMNS))
     if memory:
+        columns = MEMORY_COLUMNS + ([("launcher", "launcher_rss_mb")] if any("launcher_rss_mb" in m for m in memory)
+                                    else [])
         text += ("\n\nMemory per stage (MiB resident: the peak while it ran; before it and after it, once it had "
-                 "released what it loaded):\n" + table(memory, MEMORY_COLUMNS))
+                 "released what it loaded" + ("; launcher: the run's own process, beside a stage that ran in a "
+                                              "process of its own" if len(columns) > len(MEMORY_COLUMNS) else "")
+                 + "):\n" + table(memory, columns))
     return text, data
 
 
