@@ -72,6 +72,9 @@ def test_default_model_full_loop(tmp_path: Path, model_cache: Path):
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["model"] for r in results["ifeval"]] == ["M1", "M2"] and len(results["win_rates"]) == 1
     assert (run_dir / "report.html").stat().st_size > 10_000
+    usage = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    # tiny-cpu runs each stage in a process of its own: the run's process held far less than a training stage
+    assert all(u["launcher_rss_mb"] < u["peak_rss_mb"] for k, u in usage.items() if k.startswith(("sft", "dpo")))
 
 
 def test_default_model_expected_scoring(tmp_path: Path, model_cache: Path):

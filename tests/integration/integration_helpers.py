@@ -44,6 +44,8 @@ FAST = [
     "dpo.mixed_precision=fp32",
     "dpo.batch_size=4",
     "dpo.epochs=1",
+    # in this process, as the tests patch and measure it (tiny-cpu starts a process per stage: test_stage_processes)
+    "stage_processes=false",
 ]
 
 STAGE_NAMES = ["gen-prompts", "sample", "judge", "pairs", "dpo"]

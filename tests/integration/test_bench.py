@@ -74,7 +74,8 @@ def test_bench_smoke(tiny_model_dir, tmp_path, capsys):
     assert summary["iteration_s"] == pytest.approx(walls, abs=0.02)
     assert summary["speedup"]["iteration"] == pytest.approx(walls["naive"] / walls["fast"], rel=0.01)
     ceiling = report["ceiling"]
-    assert set(ceiling["by_batch"]) == {"1", "2"} and ceiling["repeats"] == 3
+    # and at the 2 x 2 rows the sample stage decodes at once, added to the batches asked for
+    assert set(ceiling["by_batch"]) == {"1", "2", "4"} and ceiling["repeats"] == 3
     for rows, v in ceiling["by_batch"].items():
         assert len(v["repeats"]) == 3  # after an untimed warm-up at this batch size
         rates = [r["tok_s"] for r in v["repeats"]]
@@ -87,6 +88,12 @@ def test_bench_smoke(tiny_model_dir, tmp_path, capsys):
     assert ceiling["tok_s"] == max(v["tok_s"] for v in ceiling["by_batch"].values())
     assert summary["sample_fraction_of_ceiling"] == pytest.approx(fast["sample"]["generated_tok_s"] / ceiling["tok_s"],
                                                                   abs=1e-3)
+    assert summary["sample_rows"] == 4
+    assert summary["sample_fraction_of_ceiling_at_its_rows"] == pytest.approx(
+        fast["sample"]["generated_tok_s"] / ceiling["by_batch"]["4"]["tok_s"], abs=1e-3)
+    assert summary["sample_token_slots_filled"] == pytest.approx(fast["sample"]["generated_tokens"] / (2 * 2 * 4),
+                                                                 abs=1e-3)
+    assert "at the 4 rows the sample stage decodes at once" in printed
     drift = summary["bf16_vs_fp32"]
     assert report["naive"]["dtype"] == "float32"
     assert drift["logprob_tokens"] > 0

@@ -129,6 +129,50 @@ def test_top_p_keeps_the_tokens_generate_keeps():
                 assert all({d[i] for d in drawn} == a for i, a in enumerate(allowed) if len(a) <= 3)
 
 
+def test_the_draw_among_the_likeliest_tokens_is_the_whole_vocabularys_draw(monkeypatch):
+    """_choose inverts the cumulative distribution over the nucleus's columns only where the nucleus lies among the
+    NUCLEUS_FIRST likeliest tokens; the token drawn is the one the inversion over the whole vocabulary (the zeros
+    of the tokens left out included) gives for the same generator state, ties at the threshold included."""
+    from selfreward.backends import Sampling, hf
+    from selfreward.backends.hf import HFGenerator, _Row
+
+    paths = []
+    among_top = hf._draw_in_top
+
+    def counted(*args):
+        drawn = among_top(*args)
+        paths.append(drawn is not None)
+        return drawn
+
+    monkeypatch.setattr(hf, "_draw_in_top", counted)
+
+    def whole_vocabulary(logits, rows, sampling):
+        probs = (logits.float() / sampling.temperature).softmax(-1)
+        top = probs.sort(dim=-1, descending=True).values
+        kept = (top.cumsum(-1) - top < sampling.top_p).sum(-1, keepdim=True)
+        cdf = probs.masked_fill(probs < top.gather(1, kept - 1), 0.0).double().cumsum(-1)
+        draws = torch.tensor([torch.rand((), dtype=torch.float64, generator=r.rng).item() for r in rows],
+                             dtype=torch.float64) * cdf[:, -1]
+        return torch.searchsorted(cdf, draws[:, None], right=True).clamp(max=cdf.shape[1] - 1)[:, 0].tolist()
+
+    g = torch.Generator().manual_seed(0)
+    checked = 0
+    for trial in range(40):
+        logits = torch.randn(16, 49152, generator=g) * (1 + trial % 4)
+        logits[:, : 5 + trial] += 10  # a peaked distribution, as a trained model's
+        if trial % 5 == 0:  # more tokens tied with the likeliest than NUCLEUS_FIRST: the whole vocabulary is read
+            logits[:, 1000:1300] = logits[:, 0:1]
+        logits = logits.to(torch.bfloat16)  # the model's dtype: many exact ties
+        for temperature, top_p in ((0.7, 0.9), (1.0, 0.5), (1.3, 0.99)):
+            sampling = Sampling(temperature=temperature, top_p=top_p)
+            seeds = [trial * 1000 + i for i in range(16)]
+            fast = HFGenerator._choose(logits, [_Row(0, 0, torch.Generator().manual_seed(s)) for s in seeds], sampling)
+            full = whole_vocabulary(logits, [_Row(0, 0, torch.Generator().manual_seed(s)) for s in seeds], sampling)
+            assert fast == full
+            checked += len(seeds)
+    assert checked == 40 * 3 * 16 and any(paths) and not all(paths)
+
+
 def test_a_stop_string_ends_the_text_right_after_it(untied_model_dir):
     from selfreward.backends import Completion, Sampling
 

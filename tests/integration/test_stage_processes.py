@@ -33,8 +33,7 @@ def launches(monkeypatch) -> list[list[str]]:
 
 def _prepared(tmp_path: Path, model_dir: Path, *extra: str):
     rd = RunDir(tmp_path / "run")
-    cfg = load_cfg(model_dir, "data.max_ift=6", "data.max_eft=6", "sft.batch_size=2", "stage_processes=true",
-                   *extra)
+    cfg = load_cfg(model_dir, "data.max_ift=6", "data.max_eft=6", "sft.batch_size=2", *extra, "stage_processes=true")
     pipeline.prepare(rd, cfg, ["test"])
     return rd, cfg
 

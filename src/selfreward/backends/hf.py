@@ -137,6 +137,32 @@ def row_seed(seed: int, request: int, sample: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+def _draw_in_top(values: torch.Tensor, index: torch.Tensor, rows: list, top_p: float, vocab: int) -> list[int] | None:
+    """HFGenerator._choose's draw where every row's nucleus lies in its `values` (the most likely tokens' probabilities,
+    descending) at `index`: the same tokens, in vocabulary order, the same float64 sums and the same uniform draw as
+    over the whole vocabulary, whose left-out tokens add exact zeros, but on NUCLEUS_FIRST columns instead of every
+    token's (the whole-vocabulary cumulative sum was half of the sampler's time). None where a row's least likely
+    kept probability reaches the last of `values`: tokens outside them may tie with it, and the caller looks at all."""
+    kept = (values.cumsum(-1) - values < top_p).sum(-1, keepdim=True)
+    threshold = values.gather(1, kept - 1)
+    if values.shape[1] < vocab and bool((values[:, -1:] >= threshold).any()):
+        return None
+    keep = values >= threshold
+    tokens, order = index.masked_fill(~keep, vocab).sort(-1)
+    cdf = values.gather(1, order).masked_fill(tokens == vocab, 0.0).double().cumsum(-1)
+    return _invert(cdf, rows, tokens, keep.sum(-1))
+
+
+def _invert(cdf: torch.Tensor, rows: list, tokens: torch.Tensor, count) -> list[int]:
+    """Each row's token at its own generator's uniform draw times the row's total, on its cumulative sums `cdf`
+    (columns past a row's `count` tokens repeat its total: a draw never lands there)."""
+    draws = torch.tensor([torch.rand((), dtype=torch.float64, generator=r.rng).item() for r in rows],
+                         dtype=torch.float64) * cdf[:, -1]
+    at = torch.searchsorted(cdf, draws[:, None], right=True)[:, 0]
+    at = torch.minimum(at, torch.as_tensor(count) - 1)
+    return tokens.gather(1, at[:, None])[:, 0].tolist()
+
+
 class HFGenerator:
     capabilities = frozenset({GENERATE, OPTION_PROBS, LOGPROBS})
 
@@ -445,16 +471,20 @@ class HFGenerator:
             return scores.argmax(-1).tolist()
         probs = (scores / sampling.temperature).softmax(-1)
         if sampling.top_p < 1.0:
-            top = probs.topk(min(NUCLEUS_FIRST, probs.shape[1]), dim=-1).values
-            if bool((top.sum(-1) < sampling.top_p).any()):
+            values, index = probs.topk(min(NUCLEUS_FIRST, probs.shape[1]), dim=-1)
+            if bool((values.sum(-1) >= sampling.top_p).all()):
+                drawn = _draw_in_top(values, index, rows, sampling.top_p, probs.shape[1])
+                if drawn is not None:
+                    return drawn
+                top = values
+            else:
                 top = probs.sort(dim=-1, descending=True).values
             # generate() keeps a token while the tokens before it (more likely) hold less than top_p
             kept = (top.cumsum(-1) - top < sampling.top_p).sum(-1, keepdim=True)
             probs = probs.masked_fill(probs < top.gather(1, kept - 1), 0.0)
         cdf = probs.double().cumsum(-1)
-        draws = torch.tensor([torch.rand((), dtype=torch.float64, generator=r.rng).item() for r in rows],
-                             dtype=torch.float64) * cdf[:, -1]
-        return torch.searchsorted(cdf, draws[:, None], right=True).clamp(max=cdf.shape[1] - 1)[:, 0].tolist()
+        return _invert(cdf, rows, torch.arange(cdf.shape[1]).expand_as(cdf), cdf.shape[1])
+
 
     def _advance(self, row: _Row, token: int, sampling: Sampling, stop: tuple[str, ...],
                  tail: int) -> Completion | None:

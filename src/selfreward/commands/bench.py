@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from selfreward.errors import UserError
@@ -63,6 +63,8 @@ def run(model: str, settings: BenchSettings, naive: bool = True, work: Path | No
 
     model_path = resolve_model(ModelConfig(name=model))
     prompts = [row["prompt"] for row in load_ift("builtin", settings.prompts, seed=0)]
+    # the ceiling also at the rows the sample stage can fill at once: its fair reference
+    settings = replace(settings, ceiling_batches=tuple(sorted({*settings.ceiling_batches, sample_rows(settings)})))
     with tempfile.TemporaryDirectory(prefix="selfreward-bench-") as tmp:
         root = Path(work or tmp)
         common = {"model": model_path, "prompts": prompts, "settings": asdict(settings)}
@@ -98,10 +100,24 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def sample_rows(settings: BenchSettings) -> int:
+    """The sequences the sample stage decodes at once: all of them (prompts x n), up to the batch size."""
+    return min(settings.prompts * settings.n, settings.batch_size)
+
+
 def summarize(report: dict, fast_pairs: list[dict]) -> dict:
     fast = report["fast"]["stages"]
+    settings = BenchSettings(**{**report["settings"], "ceiling_batches": tuple(report["settings"]["ceiling_batches"])})
+    rows = sample_rows(settings)
+    at_rows = {int(b): v for b, v in report["ceiling"]["by_batch"].items()}.get(rows)  # JSON keys are strings
+    rate = fast["sample"]["generated_tok_s"]
     out = {"iteration_s": {"fast": round(sum(fast[s]["wall_s"] for s in STAGES), 2)},
-           "sample_fraction_of_ceiling": round(fast["sample"]["generated_tok_s"] / report["ceiling"]["tok_s"], 3)}
+           "sample_fraction_of_ceiling": round(rate / report["ceiling"]["tok_s"], 3),
+           "sample_rows": rows,
+           "sample_fraction_of_ceiling_at_its_rows": round(rate / at_rows["tok_s"], 3) if at_rows else None,
+           # the ceiling's rows all run to max_new_tokens; the stage's answers end where they end
+           "sample_token_slots_filled": round(fast["sample"]["generated_tokens"]
+                                              / (settings.prompts * settings.n * settings.max_new_tokens), 3)}
     if "naive" not in report:
         return out
     naive = report["naive"]["stages"]
@@ -197,6 +213,11 @@ def table(report: dict) -> str:
     c = report["ceiling"]
     lines.append(f"\nceiling: {c['tok_s']} generated tok/s (batch {c['best_batch']}); sample stage at "
                  f"{s['sample_fraction_of_ceiling']:.0%} of it")
+    if s.get("sample_fraction_of_ceiling_at_its_rows") is not None:
+        lines.append(f"  at the {s['sample_rows']} rows the sample stage decodes at once: sample stage at "
+                     f"{s['sample_fraction_of_ceiling_at_its_rows']:.0%} of the ceiling there; its answers filled "
+                     f"{s['sample_token_slots_filled']:.0%} of the token slots the ceiling fills (answers that end "
+                     "before max_new_tokens)")
     lines.append(f"  per batch, mean of {c['repeats']} after a warm-up [min-max, std]: "
                  + ", ".join(f"{b}: {v['tok_s']} [{v['tok_s_min']}-{v['tok_s_max']}, {v['tok_s_std']}]"
                              for b, v in c["by_batch"].items()))
