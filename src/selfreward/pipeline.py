@@ -166,10 +166,14 @@ def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: 
     else:
         cmd = [sys.executable, "-m", "selfreward.commands.stage_process", str(rd.root), stage.name,
                str(stage.iteration)]
-    done = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}, preexec_fn=_end_with_parent).returncode == 0
+    rc = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}, preexec_fn=_end_with_parent).returncode
     marker = rd.marker(stage)
-    if not done or marker is None or marker["token"] == old_token:  # the old marker stays until the stage writes
+    if rc != 0 or marker is None or marker["token"] == old_token:  # the old marker stays until the stage writes
         how = "under accelerate launch" if accelerate_config else "in its own process (stage_processes)"
+        if rc < 0:  # no line of its own: a signal ended it
+            oom = " (the system may have run out of memory)" if -rc == signal.SIGKILL else ""
+            raise UserError(f"{stage}, {how}, was killed by {signal.Signals(-rc).name}{oom}; re-run the same "
+                            "command to resume")
         raise UserError(f"{stage} failed {how} (see the output above)")
     usage = recorded_usage(rd).get(usage_key(stage))
     if usage is not None:  # the machine held both processes: the stage's peak plus this one

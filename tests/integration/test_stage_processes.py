@@ -72,6 +72,18 @@ def test_a_failing_stage_is_the_childs_line_then_the_parents(tmp_path, tiny_mode
     assert len(launches) == 1
 
 
+def test_a_stage_process_killed_by_a_signal_is_named(tmp_path, tiny_model_dir, launches, monkeypatch):
+    rd, cfg = _prepared(tmp_path, tiny_model_dir, "iterations=1")
+    for name in ("sft", "gen-prompts", "sample", "judge"):
+        stage = Stage(name, 0 if name == "sft" else 1)
+        rd.mark_done(stage, {}, pipeline.previous(stage, False), {})
+    monkeypatch.setenv("SELFREWARD_KILL_AT", "stage-start:pairs:1")  # the child SIGKILLs itself (selfreward.faults)
+    with pytest.raises(UserError, match=r"^pairs \(iteration 1\), in its own process \(stage_processes\), was killed "
+                                        r"by SIGKILL \(the system may have run out of memory\); re-run"):
+        pipeline.execute(rd, cfg, Stage("pairs", 1))
+    assert rd.marker(Stage("pairs", 1)) is None
+
+
 def test_a_callers_own_opener_keeps_the_stage_in_process(tmp_path, tiny_model_dir, launches):
     from selfreward.backends import open_generator
 
