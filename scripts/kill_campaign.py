@@ -99,11 +99,11 @@ def main() -> int:
         status = run([*SELFREWARD, "status", str(killed)], env, work / f"status-{i}.log") \
             if (killed / "config.yaml").exists() else None
         # with stage_processes (tiny-cpu) the stage's own process is the one killed, and the run says so
-        killed = rc == -signal.SIGKILL or rc == 2 and "was killed by SIGKILL" in (work / f"kill-{i}.log").read_text()
-        outcome = ("killed" if killed else "finished: point not reached" if rc == 0 else f"failed: exit {rc}")
+        hit = rc == -signal.SIGKILL or rc == 2 and "was killed by SIGKILL" in (work / f"kill-{i}.log").read_text()
+        outcome = ("killed" if hit else "finished: point not reached" if rc == 0 else f"failed: exit {rc}")
         if status not in (0, None):
             outcome += f"; status exit {status}"
-        ok &= killed and status in (0, None)
+        ok &= hit and status in (0, None)
         rows.append((i, point, f"{time.time() - t0:.0f}s", stages_done(killed), outcome))
     rc = run(resume, env, work / "resume.log")
     ok &= rc == 0
