@@ -166,27 +166,32 @@ def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: 
     else:
         cmd = [sys.executable, "-m", "selfreward.commands.stage_process", str(rd.root), stage.name,
                str(stage.iteration)]
-    rc = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}, preexec_fn=_end_with_parent).returncode
+    rc = subprocess.run(cmd, env={**os.environ, _LAUNCHED: "1"}, preexec_fn=_ends_with_parent()).returncode
     marker = rd.marker(stage)
     if rc != 0 or marker is None or marker["token"] == old_token:  # the old marker stays until the stage writes
         how = "under accelerate launch" if accelerate_config else "in its own process (stage_processes)"
         if rc < 0:  # no line of its own: a signal ended it
             oom = " (the system may have run out of memory)" if -rc == signal.SIGKILL else ""
-            raise UserError(f"{stage}, {how}, was killed by {signal.Signals(-rc).name}{oom}; re-run the same "
-                            "command to resume")
+            name = signal.Signals(-rc).name if -rc in signal.valid_signals() else f"signal {-rc}"
+            raise UserError(f"{stage}, {how}, was killed by {name}{oom}; re-run the same command to resume")
         raise UserError(f"{stage} failed {how} (see the output above)")
     usage = recorded_usage(rd).get(usage_key(stage))
     if usage is not None:  # the machine held both processes: the stage's peak plus this one
         record_usage(rd, stage, {**{k: v for k, v in usage.items() if k != "time"}, "launcher_rss_mb": memory.rss_mb()})
 
 
-def _end_with_parent() -> None:
-    """In the child, before it starts: a SIGTERM when the parent dies (Linux), so that a killed run leaves no stage
-    writing on without the lock the parent held."""
-    libc = memory.libc()
-    with contextlib.suppress(AttributeError, OSError):
-        if libc is not None and sys.platform.startswith("linux"):
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _ends_with_parent():
+    """What the child runs before it starts (subprocess's preexec_fn): asks for a SIGTERM when this process dies
+    (Linux), so that a killed run leaves no stage writing on without the lock it held. The C library is looked up
+    here, not in the forked child, where finding it may start a process of its own."""
+    libc = memory.libc() if sys.platform.startswith("linux") else None
+
+    def ask() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            if libc is not None:
+                libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return ask
 
 
 def _is_main_process() -> bool:
