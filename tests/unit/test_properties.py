@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from run_helpers import GEN1, SFT, make_run, snapshot
@@ -120,6 +120,7 @@ judge_rows = st.lists(st.one_of(json_values, st.fixed_dictionaries({}, optional=
 
 @FAST
 @given(rows=judge_rows)
+@example(rows=[{"\n": None}])  # found by this test in CI: a field name with a line break broke the one line
 def test_load_judge_set_random_rows(rows):
     with scratch("judgeset") as d:
         path = d / "set.jsonl"
@@ -130,6 +131,29 @@ def test_load_judge_set_random_rows(rows):
             one_line(e, str(path))
             return
         assert all(len(g["responses"]) >= 2 for g in groups)
+
+
+prompt_rows = st.lists(st.one_of(json_values, st.dictionaries(
+    st.sampled_from(["instruction", "prompt", "turns", "output", "reference", "id", "\n", "a\tb"])
+    | st.text(max_size=4),
+    st.text(max_size=6) | st.lists(st.text(max_size=4), max_size=3) | json_values, max_size=4)), max_size=4)
+
+
+@FAST
+@given(rows=prompt_rows)
+@example(rows=[{"\n": 1}])  # the same line break in a field name as the judge sets' reader had
+def test_load_prompt_set_random_rows(rows):
+    from selfreward.evals.prompts import load_prompt_set
+
+    with scratch("prompts") as d:
+        path = d / "prompts.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        try:
+            loaded = load_prompt_set(str(path))
+        except UserError as e:
+            one_line(e, str(path))
+            return
+        assert len(loaded) == len(rows) and all(r["instruction"].strip() for r in loaded)
 
 
 # --- config: YAML files and overrides ------------------------------------------------------------------------------

@@ -94,7 +94,8 @@ def _detect(row: dict[str, Any], where: str) -> str:
     for fmt, fields in FORMATS.items():
         if all(f in row for f in fields) and (fmt != "ranked" or "human_score" in row or "rank" in row):
             return fmt
-    raise UserError(f"{where} row 1: unknown judge-set format; fields found: {', '.join(sorted(row)) or 'none'}; "
+    found = ", ".join(k if k.isprintable() else repr(k) for k in sorted(row))  # a key is the file's text
+    raise UserError(f"{where} row 1: unknown judge-set format; fields found: {found or 'none'}; "
                     f"accepted: {_ACCEPTED}")
 
 
