@@ -54,9 +54,7 @@ def execute(rd: RunDir, cfg: RunConfig, stage: Stage, opener=open_generator) -> 
     accelerate = bool(spec.training and cfg.accelerate_config)
     # A caller's own opener (bench, tests) cannot cross into another process: those stages stay in this one.
     if (accelerate or cfg.stage_processes and opener is open_generator) and not os.environ.get(_LAUNCHED):
-        _launch(rd, stage, old["token"] if old else None, cfg.accelerate_config if accelerate else None)
-        return {**rd.marker(stage)["stats"], "peak_rss_mb": recorded_usage(rd).get(usage_key(stage), {}).get(
-            "peak_rss_mb")}
+        return _launch(rd, stage, old["token"] if old else None, cfg.accelerate_config if accelerate else None)
     before = memory.rss_mb()
     memory.reset_peak()
     with faults.scope(f"{stage.name}:{stage.iteration}"):
@@ -154,9 +152,10 @@ def load_run_config(rd: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> 
     return rd.load_config(overrides)
 
 
-def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: str | None) -> None:
+def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: str | None) -> dict:
     """Run the stage in a child process, which marks it done and records its memory (the launched process runs
-    `execute` itself): under `accelerate launch` with that config, else as one plain process (stage_processes)."""
+    `execute` itself): under `accelerate launch` with that config, else as one plain process (stage_processes).
+    Returns what `execute` returns: the stage's stats and its peak."""
     # Through the interpreter running us, so it works without an activated virtualenv on PATH.
     if accelerate_config:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
@@ -178,6 +177,7 @@ def _launch(rd: RunDir, stage: Stage, old_token: str | None, accelerate_config: 
     usage = recorded_usage(rd).get(usage_key(stage))
     if usage is not None:  # the machine held both processes: the stage's peak plus this one
         record_usage(rd, stage, {**{k: v for k, v in usage.items() if k != "time"}, "launcher_rss_mb": memory.rss_mb()})
+    return {**marker["stats"], "peak_rss_mb": (usage or {}).get("peak_rss_mb")}
 
 
 def _ends_with_parent():

@@ -162,6 +162,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def field_names(row: dict[str, Any]) -> str:
+    """A row's keys for a one-line message, sorted; a key that would break the line (it is the file's text) as its
+    repr; 'none' for an empty row."""
+    return ", ".join(k if k.isprintable() else repr(k) for k in sorted(row)) or "none"
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -41,13 +41,11 @@ def iteration_rows(rd: RunDir, iterations: int) -> list[dict[str, Any]]:
             if marker is None:
                 continue
             stats = marker["stats"]
-            row.update({k: v for k, v in stats.items() if k not in ("wall_seconds", "iteration")})
-            row["wall_seconds"] = round(row["wall_seconds"] + _number(stats.get("wall_seconds")), 1)
-        sample = rd.marker(Stage("sample", t))
-        if sample is not None and "cut_off" in sample["stats"]:
             # the judge's "cut_off" counts the cut-off answers it left unscored (none unless sample.require_eos);
             # the column is the sample stage's: answers that reached max_new_tokens
-            row["cut_off"] = sample["stats"]["cut_off"]
+            skip = {"wall_seconds", "iteration"} | ({"cut_off"} if name == "judge" else set())
+            row.update({k: v for k, v in stats.items() if k not in skip})
+            row["wall_seconds"] = round(row["wall_seconds"] + _number(stats.get("wall_seconds")), 1)
         rows.append(row)
     return rows
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selfreward.errors import UserError
-from selfreward.records import read_jsonl
+from selfreward.records import field_names, read_jsonl
 
 BUILTIN = {"vicuna": "vicuna_question.jsonl"}
 _PROMPT_FIELDS = ("instruction", "prompt", "turns")
@@ -54,9 +54,8 @@ def _read(path: Path) -> list[dict[str, Any]]:
 def _row(raw: dict[str, Any], index: int, where: str) -> dict[str, Any]:
     field = next((f for f in _PROMPT_FIELDS if f in raw), None)
     if field is None:
-        found = ", ".join(k if k.isprintable() else repr(k) for k in sorted(raw))  # a key is the file's text
         raise UserError(f"{where}: no prompt field; expected one of {', '.join(_PROMPT_FIELDS)} "
-                        f"(fields found: {found or 'none'})")
+                        f"(fields found: {field_names(raw)})")
     value = raw[field]
     turns = value if field == "turns" else [value]
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):

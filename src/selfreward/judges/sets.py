@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from selfreward.errors import UserError
-from selfreward.records import check_fields, read_jsonl
+from selfreward.records import check_fields, field_names, read_jsonl
 
 NUMBER = (int, float)
 FORMATS = {  # name -> the fields that identify it; checked in this order
@@ -94,8 +94,7 @@ def _detect(row: dict[str, Any], where: str) -> str:
     for fmt, fields in FORMATS.items():
         if all(f in row for f in fields) and (fmt != "ranked" or "human_score" in row or "rank" in row):
             return fmt
-    found = ", ".join(k if k.isprintable() else repr(k) for k in sorted(row))  # a key is the file's text
-    raise UserError(f"{where} row 1: unknown judge-set format; fields found: {found or 'none'}; "
+    raise UserError(f"{where} row 1: unknown judge-set format; fields found: {field_names(row)}; "
                     f"accepted: {_ACCEPTED}")
 
 
