@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 SELFREWARD = [sys.executable, "-m", "selfreward"]
 TOY = [
-    "data.max_ift=8", "data.max_eft=24", "sft.max_length=640", "sft.learning_rate=1e-4",
+    "data.max_ift=8", "data.max_eft=24", "sft.max_length=640",
     "gen_prompts.num_prompts=4", "gen_prompts.max_new_tokens=48",
     "sample.max_new_tokens=48", "judge.max_new_tokens=64", "dpo.max_length=512", "iterations=1",
     "judge_eval.max_prompts=2",

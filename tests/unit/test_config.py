@@ -246,6 +246,14 @@ def test_at_least_one_recipe_is_shipped():
     assert "tiny-cpu" in [p.stem for p in RECIPES]
 
 
+def test_make_run_trains_adapters_in_processes_of_their_own():
+    """`make run`'s recipe under 3 GB: full AdamW training of the 135M model peaked at 3.9 GB, adapters at 2.4 GB,
+    and one long process kept about 1 GB of earlier stages' memory (docs/benchmarks.md)."""
+    cfg = load_config(recipe_path("tiny-cpu"))
+    assert cfg.sft.lora is not None and cfg.dpo.lora is not None
+    assert cfg.stage_processes
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_shipped_recipe_loads_and_validates(recipe):
     cfg = load_config(recipe)
