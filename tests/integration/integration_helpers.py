@@ -44,6 +44,14 @@ FAST = [
     "dpo.mixed_precision=fp32",
     "dpo.batch_size=4",
     "dpo.epochs=1",
+    # all weights trained, at full training's rates: the library's default (tiny-cpu trains LoRA adapters, tested
+    # in test_checkpoints and the e2e run)
+    "sft.lora=null",
+    "dpo.lora=null",
+    "sft.learning_rate=1e-4",
+    "sft.min_learning_rate=2e-5",
+    "dpo.learning_rate=5e-6",
+    "dpo.min_learning_rate=5e-7",
     # in this process, as the tests patch and measure it (tiny-cpu starts a process per stage: test_stage_processes)
     "stage_processes=false",
 ]

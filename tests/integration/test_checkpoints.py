@@ -57,7 +57,7 @@ def test_dpo_update_survives_a_bf16_run(run_copy):
     m1_file = run_copy / "sft" / "model" / "model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(m1_file)).items()}, str(m1_file),
               metadata={"format": "pt"})
-    cfg = run_cfg(run_copy, "model.dtype=bfloat16", "dpo.learning_rate=5e-6")  # tiny-cpu's DPO rate
+    cfg = run_cfg(run_copy, "model.dtype=bfloat16", "dpo.learning_rate=5e-6")  # full training's DPO rate
     stats = pipeline.execute(RunDir(run_copy), cfg, Stage("dpo", 1))
     assert stats["steps"] == 1
 
