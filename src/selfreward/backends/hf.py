@@ -9,7 +9,11 @@ One call, with P = the prefix all requests share and S_i = request i's own token
     repeat the cache n times -> decode from each request's last token, one token per running row per step
 
 The pads sit between the prefix and each request's own tokens; the attention mask hides them and positions are
-counted over the mask, so every row sees exactly its unpadded sequence (tests compare against no reuse).
+counted over the mask, so every row sees exactly its unpadded sequence (tests compare against no reuse). After the
+prefill each row's pads move to the left end of its cache, so that a row's columns are the last ones; on a CPU,
+where a decoding step's attention costs what reading the cache costs, rows attend in groups over only the columns
+they use (selfreward.backends.row_groups, grouped_attention). bf16 linear layers run with their weights packed once
+for oneDNN (selfreward.backends.cpu_pack).
 
 Continuous batching: a row leaves the batch as soon as it ends (end of sequence, a stop string, max_new_tokens),
 and requests still waiting take the freed places, so a batch no longer runs every row until its longest one ends.
@@ -45,10 +49,13 @@ from selfreward.backends import (
     LogProb,
     Message,
     Sampling,
+    grouped_attention,
+    row_groups,
     stop_end,
     texts,
 )
 from selfreward.backends.chat import encode_chat, prompt_text
+from selfreward.backends.cpu_pack import pack_linears
 from selfreward.errors import UserError
 from selfreward.models import load_model, load_tokenizer
 
@@ -107,15 +114,17 @@ class _SlackLayer(DynamicLayer):
 
     def fill(self, parts: list[tuple[torch.Tensor, torch.Tensor, int]], rows: int, width: int) -> None:
         """New buffers of `rows` rows and `width` columns (+ SLACK): each (keys, values, first row) written at its
-        rows, from column 0; the columns past a part's own are zeros (masked, but never NaN)."""
+        rows, ending at column `width` (rows keep their columns at the right end: selfreward.backends.row_groups);
+        the columns before a part's own are zeros (masked, but never NaN)."""
         k0 = parts[0][0]
         shape = (rows, k0.shape[1], width + SLACK, k0.shape[3])
         self._buffers = (k0.new_empty(shape), k0.new_empty(shape))
         for buffer, which in zip(self._buffers, (0, 1)):
             for part in parts:
                 x, row = part[which], part[2]
-                buffer[row:row + x.shape[0], :, :x.shape[2]] = x
-                buffer[row:row + x.shape[0], :, x.shape[2]:width].zero_()
+                start = width - x.shape[2]
+                buffer[row:row + x.shape[0], :, start:width] = x
+                buffer[row:row + x.shape[0], :, :start].zero_()
         if not self.is_initialized:
             self.lazy_initialization(*self._buffers)
         self.keys, self.values = self._buffers[0][:, :, :width], self._buffers[1][:, :, :width]
@@ -129,6 +138,21 @@ class _SlackLayer(DynamicLayer):
         self._buffers[1][:, :, length:end] = value_states
         self.keys, self.values = self._buffers[0][:, :, :end], self._buffers[1][:, :, :end]
         return self.keys, self.values
+
+
+def _pads_first(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
+    """Each row's cached columns moved to the right end, in order, its pads ([P][pads][S_i] after a prefill) to the
+    left: a row's attention does not depend on where its columns sit (positions were fixed at the prefill), and
+    rows whose used columns end together can attend over only those (selfreward.backends.row_groups). The mask that
+    goes with them."""
+    if bool(mask.all()):
+        return mask
+    order = mask.sort(dim=1, stable=True).indices  # each row's pads first, then its own columns
+    for layer in cache.layers:
+        if layer.is_initialized and layer.keys.numel():
+            index = order[:, None, :, None].expand_as(layer.keys)
+            layer.keys, layer.values = layer.keys.gather(2, index), layer.values.gather(2, index)
+    return mask.gather(1, order)
 
 
 def row_seed(seed: int, request: int, sample: int) -> int:
@@ -174,6 +198,7 @@ class HFGenerator:
         chat_template: for a model without one (model.chat_template)."""
         self.tokenizer = load_tokenizer(model_path, trust_remote_code, padding_side="left", chat_template=chat_template)
         self.model = load_model(model_path, dtype, trust_remote_code)
+        pack_linears(self.model)  # bf16 on a CPU only (selfreward.backends.cpu_pack)
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         # A sliding window or a recurrent state would see pads placed inside the sequence, and a model that asks
@@ -181,6 +206,7 @@ class HFGenerator:
         layers = DynamicCache(config=self.model.config).layers
         self._own_cache = (self.model.generation_config.cache_implementation is None
                            and all(type(layer) is DynamicLayer for layer in layers))
+        self._grouped = self._own_cache and grouped_attention.install(self.model)
         self.reuse_prefix = reuse_prefix and self._own_cache
         eos = self.model.generation_config.eos_token_id
         self._eos_ids = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
@@ -358,6 +384,7 @@ class HFGenerator:
         rows: list[_Row] = []
         ended_rows: dict[int, list[_Row]] = {}  # unit -> its rows that have ended
         cache, mask, last = None, None, None
+        plan, changed = None, False  # attention's row groups, planned again whenever rows leave or enter
         regroup = max(1, int(limit * REGROUP_SHARE))
         stop = tuple(s for s in sampling.stop if s)
         tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string
@@ -370,11 +397,13 @@ class HFGenerator:
                 keep = [i for i, r in enumerate(rows) if r.done is None]
                 cache, mask, last = self._select(cache, mask, last, keep)
                 rows = [rows[i] for i in keep]
+                changed = True
             if admit:
                 take = [pending.popleft() for _ in range(min(free, len(pending)))]
                 faults.point("batch")  # SELFREWARD_KILL_AT=batch:STAGE:T@N (selfreward.faults)
                 running[0] = len(live) + len(take)
                 cache, mask, last = self._join(cache, mask, last, *self._start_rows(prefix, [units[i] for i in take]))
+                changed = True
                 rows += [_Row(i, units[i].first_sample + j,
                               torch.Generator().manual_seed(row_seed(sampling.seed, units[i].request,
                                                                      units[i].first_sample + j))
@@ -382,10 +411,13 @@ class HFGenerator:
                          for i in take for j in range(units[i].rows)]
             if not rows:
                 continue
+            if changed:
+                plan, changed = self._plan(mask), False
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             positions = mask.sum(-1, keepdim=True) - 1
-            logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                                use_cache=True).logits[:, -1]
+            with grouped_attention.groups(plan):
+                logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=positions,
+                                    cache=cache, use_cache=True).logits[:, -1]
             chosen = self._choose(logits, rows, sampling)
             last = torch.tensor(chosen, device=mask.device)
             for row, token in zip(rows, chosen):
@@ -398,17 +430,24 @@ class HFGenerator:
                                                                         key=lambda r: r.sample)]
                             bar.update(1)
 
+    def _plan(self, mask: torch.Tensor):
+        """Attention's row groups for the rows of this mask (None: one call over every column)."""
+        if not self._grouped or not mask.shape[1]:
+            return None
+        return row_groups.plan(mask.int().argmax(1).tolist(), mask.shape[1])
+
     def _start_rows(self, prefix: _Prefix, batch: list[_Unit]):
-        """(cache, mask, last token) of the rows of these units: each prompt read once, up to its last token, then
-        repeated for the unit's samples."""
+        """(cache, mask, last token) of the rows of these units: each prompt read once, up to its last token, with
+        its pads moved before its own columns, then repeated for the unit's samples."""
         input_ids, mask = self._padded(prefix, batch)
         width = input_ids.shape[1]
         cache = self._prefill(prefix, input_ids, mask, width - 1)[0] if width - 1 > len(prefix.ids) \
             else prefix.for_rows(len(batch), self.model.config)
+        mask = _pads_first(cache, mask[:, :width - 1])
         n = batch[0].rows
         if n > 1:
             cache.batch_repeat_interleave(n)
-        return cache, mask[:, :width - 1].repeat_interleave(n, 0), input_ids[:, -1].repeat_interleave(n, 0)
+        return cache, mask.repeat_interleave(n, 0), input_ids[:, -1].repeat_interleave(n, 0)
 
     def _kv(self, cache: DynamicCache, rows: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's keys and values; an empty cache (a prompt of one token, no prefix) as 0 columns."""
@@ -439,7 +478,7 @@ class HFGenerator:
 
     def _join(self, cache, mask, last, new_cache, new_mask, new_last):
         """The running rows and the new ones in one decoding cache (_SlackLayer layers); the side with fewer columns
-        gets masked ones at its end."""
+        gets masked ones at its start."""
         new_kv = self._kv(new_cache, new_mask.shape[0])
         if cache is None:
             cache = DynamicCache(config=self.model.config)
@@ -454,7 +493,7 @@ class HFGenerator:
         del new_kv, new_cache
 
         def widen(m):
-            return torch.cat([m, m.new_zeros(m.shape[0], width - m.shape[1])], 1)
+            return torch.cat([m.new_zeros(m.shape[0], width - m.shape[1]), m], 1)
 
         return cache, torch.cat([widen(mask), widen(new_mask)]), torch.cat([last, new_last])
 

@@ -1,0 +1,105 @@
+"""What HFGenerator does to a decoding step's cost on a CPU without changing what it decodes (tiny random Llama):
+each row's pads before its own columns, attention per group of rows on the columns the group uses, and bf16
+linear layers with weights packed once for oneDNN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from integration_helpers import save_tiny_llama
+
+PROMPTS = ["Hi", "Write a long poem about the sea and the sky and the stars and the moon, please and thank you",
+           "Name three colors.", "Why?", "a b c d e f g h i j k l m n o p", "Tell me a story about a cat"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer):
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-layout"), tokenizer, tie_word_embeddings=False)
+
+
+def generator(model_dir, dtype=torch.float32, **kwargs):
+    from selfreward.backends.hf import HFGenerator
+
+    gen = HFGenerator(str(model_dir), dtype=dtype, **kwargs)
+    gen._encode = lambda messages: gen.tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"]
+    return gen
+
+
+def requests():
+    return [[{"role": "user", "content": p}] for p in PROMPTS]
+
+
+def test_grouped_attention_decodes_what_one_group_decodes(model_dir, monkeypatch):
+    """Rows split into as many attention groups as their starts allow (a call costing nothing), or never split (a
+    call costing more than any pad): the same greedy texts, the same seeded samples, and greedy is still a plain
+    generate() on each prompt alone."""
+    from selfreward.backends import Sampling, row_groups
+
+    plans = []
+    real_plan = row_groups.plan
+    monkeypatch.setattr(row_groups, "plan", lambda *a, **k: plans.append(real_plan(*a, **k)) or plans[-1])
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=12)
+    sampled = Sampling(n=3, temperature=0.9, top_p=0.95, max_new_tokens=12, seed=3)
+    got = {}
+    gen = generator(model_dir, batch_size=32)
+    try:
+        assert gen._grouped and gen.model.config._attn_implementation == "selfreward_row_groups"
+        for call_cost in (0, 10**9):
+            monkeypatch.setattr(row_groups, "CALL_COST", call_cost)
+            got[call_cost] = (gen.generate(requests(), greedy), gen.generate(requests(), sampled))
+        alone = []
+        for r in requests():
+            ids = torch.tensor([gen._encode(r)])
+            out = gen.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                     min_new_tokens=12, do_sample=False, pad_token_id=gen.tokenizer.pad_token_id)
+            alone.append(gen.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+    finally:
+        gen.close()
+    assert got[0] == got[10**9]
+    assert [texts[0] for texts in got[0][0]] == alone
+    assert max(len(p) for p in plans) > 2, "the free calls must split the rows"
+    assert all(len(p) == 1 for p in plans[-2:]), "the dear calls must not"
+
+
+def test_each_rows_pads_come_before_its_own_columns(model_dir):
+    from selfreward.backends.hf import _Unit
+
+    gen = generator(model_dir, batch_size=32)
+    try:
+        encoded = [gen._encode(r) for r in requests()]
+        prefix = gen._shared_prefix(encoded)
+        units = [_Unit(ids[len(prefix.ids):], i, 0, 2) for i, ids in enumerate(encoded)]
+        cache, mask, last = gen._start_rows(prefix, units)
+    finally:
+        gen.close()
+    own = [len(ids) - 1 for ids in encoded for _ in range(2)]  # each row's columns: all but its last token
+    assert mask.sum(1).tolist() == own
+    assert all(row[: mask.shape[1] - n].sum() == 0 for row, n in zip(mask, own))  # zeros, then ones
+    assert cache.layers[0].keys.shape[2] == mask.shape[1]
+    assert last.tolist() == [ids[-1] for ids in encoded for _ in range(2)]
+
+
+def test_packed_bf16_linear_layers_give_the_same_logits(model_dir):
+    """Where oneDNN runs bf16, HFGenerator's bf16 model has every nn.Linear packed, with bit-identical logits; an
+    fp32 model keeps its layers."""
+    from transformers import AutoModelForCausalLM
+
+    from selfreward.backends.cpu_pack import PackedLinear, can_pack, pack_linears
+
+    plain = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.bfloat16).eval()
+    if not can_pack(plain):
+        pytest.skip("this CPU's oneDNN does not run bf16")
+    gen = generator(model_dir, dtype=torch.bfloat16)
+    ids = torch.tensor([gen._encode(r)[:4] for r in requests()[1:3]])  # two prompts of 4 tokens at least
+    try:
+        packed = [m for m in gen.model.modules() if isinstance(m, PackedLinear)]
+        linears = [m for m in plain.modules() if type(m) is torch.nn.Linear]
+        assert len(packed) == len(linears) > 0
+        assert not any(type(m) is torch.nn.Linear for m in gen.model.modules())
+        with torch.inference_mode():
+            assert torch.equal(gen.model(input_ids=ids).logits, plain(input_ids=ids).logits)
+    finally:
+        gen.close()
+    fp32 = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    assert pack_linears(fp32) == 0
