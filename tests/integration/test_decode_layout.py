@@ -103,3 +103,43 @@ def test_packed_bf16_linear_layers_give_the_same_logits(model_dir):
         gen.close()
     fp32 = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     assert pack_linears(fp32) == 0
+
+
+def test_a_prefix_read_once_for_all_rows_decodes_what_its_copies_decode(model_dir, monkeypatch):
+    """Requests that share a long prefix (as judge prompts share the rubric): decoding keeps the prefix out of the
+    rows' cache and attends over it once for all rows. Greedy texts are still generate()'s on each prompt alone, and
+    seeded samples are those decoded with the prefix copied into every row (no reuse)."""
+    from selfreward.backends import Sampling, grouped_attention, row_groups
+
+    monkeypatch.setattr(row_groups, "SHARED_PREFIX_MIN", 1)  # the tiny model's prefix is short
+    shared = "Review the answer below and rate it from one to five, explaining why in a few words first. "
+    prompts = [shared + tail for tail in ("Hi", "Name three colors and say why", "Why?", "a b c d e f g h i j")]
+    reqs = [[{"role": "user", "content": p}] for p in prompts]
+    merged = []
+    real = grouped_attention._with_prefix
+    monkeypatch.setattr(grouped_attention, "_with_prefix", lambda *a, **k: merged.append(1) or real(*a, **k))
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=10)
+    sampled = Sampling(n=3, temperature=0.9, top_p=0.95, max_new_tokens=10, seed=5)
+    got = {}
+    for reuse in (True, False):
+        gen = generator(model_dir, batch_size=8, reuse_prefix=reuse)
+        try:
+            prefix = gen._shared_prefix([gen._encode(r) for r in reqs])
+            assert gen._shares(prefix, 12) == reuse and (len(prefix.ids) > 10 or not reuse)
+            got[reuse] = (gen.generate(reqs, greedy), gen.generate(reqs, sampled))
+            if reuse:
+                alone = []
+                for r in reqs:
+                    ids = torch.tensor([gen._encode(r)])
+                    out = gen.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=10,
+                                             min_new_tokens=10, do_sample=False,
+                                             pad_token_id=gen.tokenizer.pad_token_id)
+                    alone.append(gen.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+        finally:
+            gen.close()
+        if reuse:
+            assert merged, "decoding must have attended over the prefix once"
+            count = len(merged)
+    assert len(merged) == count, "without reuse nothing is merged"
+    assert [t[0] for t in got[True][0]] == alone
+    assert got[True] == got[False]

@@ -52,3 +52,11 @@ def test_a_long_prompt_among_short_ones_gets_its_own_group():
 def test_calls_that_cost_more_than_the_pads_they_save_are_not_made():
     assert plan([0, 1, 2, 3], 100, call_cost=10_000) == ((0, 4, 0),)
     assert plan([], 50) == ()
+
+
+def test_a_prefix_is_read_once_for_all_rows_only_where_that_saves_more_than_the_merge():
+    from selfreward.backends.row_groups import SHARED_PREFIX_MIN, share_prefix
+
+    assert share_prefix(219, 47)  # the judge's rubric
+    assert not share_prefix(30, 32)  # the sample stage's system prompt
+    assert share_prefix(SHARED_PREFIX_MIN, 1) and not share_prefix(SHARED_PREFIX_MIN - 1, 1)

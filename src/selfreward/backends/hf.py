@@ -34,7 +34,7 @@ import copy
 import gc
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -72,9 +72,11 @@ SLACK = 64  # tokens a decoding cache has room for beyond its length (_SlackLaye
 
 @dataclass
 class _Prefix:
-    """Token ids every request of one call starts with, and their KV cache for a batch of one."""
+    """Token ids every request of one call starts with, and their KV cache for a batch of one. shared: decoding
+    keeps the prefix out of the rows' cache and attends over this one for all rows (grouped_attention)."""
     ids: list[int]
     cache: DynamicCache | None
+    shared: bool = False
 
     def for_rows(self, rows: int, config) -> DynamicCache:
         if self.cache is None:
@@ -138,6 +140,14 @@ class _SlackLayer(DynamicLayer):
         self._buffers[1][:, :, length:end] = value_states
         self.keys, self.values = self._buffers[0][:, :, :end], self._buffers[1][:, :, :end]
         return self.keys, self.values
+
+
+def _drop_first_columns(cache: DynamicCache, mask: torch.Tensor, count: int) -> torch.Tensor:
+    """The cache without its first `count` columns (views); the mask that goes with it."""
+    for layer in cache.layers:
+        if layer.is_initialized and layer.keys.numel():
+            layer.keys, layer.values = layer.keys[:, :, count:], layer.values[:, :, count:]
+    return mask[:, count:]
 
 
 def _pads_first(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
@@ -225,6 +235,8 @@ class HFGenerator:
         units = [_Unit(ids[len(prefix.ids):], i, r * per_call, per_call)
                  for i, ids in enumerate(encoded) for r in range(rounds)]
         fit = self._fit(len(prefix.ids), per_call, sampling.max_new_tokens)
+        if self._shares(prefix, min(len(units) * per_call, self.batch_size)):
+            prefix = replace(prefix, shared=True)
         if self._own_cache:
             outs = self._stream(prefix, units, sampling, desc or "generate", fit)
         else:
@@ -385,6 +397,7 @@ class HFGenerator:
         ended_rows: dict[int, list[_Row]] = {}  # unit -> its rows that have ended
         cache, mask, last = None, None, None
         plan, changed = None, False  # attention's row groups, planned again whenever rows leave or enter
+        shared = prefix.cache if prefix.shared else None  # the prefix, once, outside the rows' cache
         regroup = max(1, int(limit * REGROUP_SHARE))
         stop = tuple(s for s in sampling.stop if s)
         tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string
@@ -414,8 +427,8 @@ class HFGenerator:
             if changed:
                 plan, changed = self._plan(mask), False
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            positions = mask.sum(-1, keepdim=True) - 1
-            with grouped_attention.groups(plan):
+            positions = mask.sum(-1, keepdim=True) - 1 + (len(prefix.ids) if shared else 0)
+            with grouped_attention.decoding(plan, shared):
                 logits = self.model(input_ids=last[:, None], attention_mask=mask, position_ids=positions,
                                     cache=cache, use_cache=True).logits[:, -1]
             chosen = self._choose(logits, rows, sampling)
@@ -430,6 +443,10 @@ class HFGenerator:
                                                                         key=lambda r: r.sample)]
                             bar.update(1)
 
+    def _shares(self, prefix: _Prefix, rows: int) -> bool:
+        """Whether decoding `rows` rows at once keeps the prefix out of their cache and attends over it once."""
+        return self._grouped and prefix.cache is not None and row_groups.share_prefix(len(prefix.ids), rows)
+
     def _plan(self, mask: torch.Tensor):
         """Attention's row groups for the rows of this mask (None: one call over every column)."""
         if not self._grouped or not mask.shape[1]:
@@ -438,12 +455,16 @@ class HFGenerator:
 
     def _start_rows(self, prefix: _Prefix, batch: list[_Unit]):
         """(cache, mask, last token) of the rows of these units: each prompt read once, up to its last token, with
-        its pads moved before its own columns, then repeated for the unit's samples."""
+        its pads moved before its own columns (and without the shared prefix's, where decoding reads those once),
+        then repeated for the unit's samples."""
         input_ids, mask = self._padded(prefix, batch)
         width = input_ids.shape[1]
         cache = self._prefill(prefix, input_ids, mask, width - 1)[0] if width - 1 > len(prefix.ids) \
             else prefix.for_rows(len(batch), self.model.config)
-        mask = _pads_first(cache, mask[:, :width - 1])
+        mask = mask[:, :width - 1]
+        if prefix.shared:
+            mask = _drop_first_columns(cache, mask, len(prefix.ids))
+        mask = _pads_first(cache, mask)
         n = batch[0].rows
         if n > 1:
             cache.batch_repeat_interleave(n)

@@ -15,6 +15,12 @@ from __future__ import annotations
 # its reads: 256 row-columns.
 CALL_COST = 256
 
+# Decoding attends over a prefix every row shares (grouped_attention) once for all rows, instead of over a copy of
+# it in every row, where that saves more than merging the two attentions costs: from prefix tokens x rows of 2048.
+# Measured on SmolLM2-135M, bf16, 2 cores, a decoding step: the sample workload (a 30-token prefix, 32 rows) 1.6 ms
+# slower; the judge's (the rubric, 219 tokens, 47 rows) 17 ms faster (110 ms before). Break-even near 1,800.
+SHARED_PREFIX_MIN = 2048
+
 Group = tuple[int, int, int]  # rows [first, end) attend over columns [column, width)
 
 
@@ -39,3 +45,8 @@ def plan(starts: list[int], width: int, call_cost: int | None = None) -> tuple[G
         groups.append((begin, end, min(starts[begin:end])))
         end = begin
     return tuple(reversed(groups))
+
+
+def share_prefix(prefix_tokens: int, rows: int) -> bool:
+    """Whether `rows` rows decoding at once attend over their shared prefix once (see SHARED_PREFIX_MIN)."""
+    return prefix_tokens * rows >= SHARED_PREFIX_MIN
