@@ -12,8 +12,9 @@ The pads sit between the prefix and each request's own tokens; the attention mas
 counted over the mask, so every row sees exactly its unpadded sequence (tests compare against no reuse). After the
 prefill each row's pads move to the left end of its cache, so that a row's columns are the last ones; on a CPU,
 where a decoding step's attention costs what reading the cache costs, rows attend in groups over only the columns
-they use (selfreward.backends.row_groups, grouped_attention). bf16 linear layers run with their weights packed once
-for oneDNN (selfreward.backends.cpu_pack).
+they use, and a long shared prefix (the rubric) is kept out of the rows' cache and read once for all of them
+(selfreward.backends.row_groups, grouped_attention). bf16 linear layers run with their weights packed once for
+oneDNN (selfreward.backends.cpu_pack).
 
 Continuous batching: a row leaves the batch as soon as it ends (end of sequence, a stop string, max_new_tokens),
 and requests still waiting take the freed places, so a batch no longer runs every row until its longest one ends.
