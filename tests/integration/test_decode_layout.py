@@ -143,3 +143,29 @@ def test_a_prefix_read_once_for_all_rows_decodes_what_its_copies_decode(model_di
     assert len(merged) == count, "without reuse nothing is merged"
     assert [t[0] for t in got[True][0]] == alone
     assert got[True] == got[False]
+
+
+def test_a_cpu_prefills_a_few_thousand_tokens_a_pass_and_decodes_the_same(model_dir, monkeypatch):
+    """On a CPU, admissions and prefill-only batches stop at CPU_PREFILL_TOKENS tokens a pass (at least one request):
+    the same greedy texts and seeded samples as one prefill of everything, the same option probabilities."""
+    from selfreward.backends import Sampling, hf
+
+    greedy = Sampling(n=1, temperature=0.0, max_new_tokens=8)
+    sampled = Sampling(n=2, temperature=0.9, top_p=0.95, max_new_tokens=8, seed=2)
+    gen = generator(model_dir, batch_size=32)
+    prefixes = ["The answer is"] * len(PROMPTS)
+    try:
+        whole = (gen.generate(requests(), greedy), gen.generate(requests(), sampled),
+                 gen.option_probs(requests(), prefixes, ["A", "B"]))
+        prefills = []
+        real = gen._start_rows
+        gen._start_rows = lambda prefix, batch: prefills.append(len(batch)) or real(prefix, batch)
+        monkeypatch.setattr(hf, "CPU_PREFILL_TOKENS", 12)
+        chunked = (gen.generate(requests(), greedy), gen.generate(requests(), sampled),
+                   gen.option_probs(requests(), prefixes, ["A", "B"]))
+        assert gen._per_pass(None, 0)(30) == 1 and gen._per_pass(lambda w: 5, 0)(2) == 5
+    finally:
+        gen.close()
+    assert len(prefills) > 2 * 2 and max(prefills) < len(PROMPTS)
+    assert chunked[:2] == whole[:2]
+    assert sum(chunked[2], []) == pytest.approx(sum(whole[2], []), rel=1e-4)
