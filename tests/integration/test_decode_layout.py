@@ -116,8 +116,8 @@ def test_a_prefix_read_once_for_all_rows_decodes_what_its_copies_decode(model_di
     prompts = [shared + tail for tail in ("Hi", "Name three colors and say why", "Why?", "a b c d e f g h i j")]
     reqs = [[{"role": "user", "content": p}] for p in prompts]
     merged = []
-    real = grouped_attention._with_prefix
-    monkeypatch.setattr(grouped_attention, "_with_prefix", lambda *a, **k: merged.append(1) or real(*a, **k))
+    real = grouped_attention._merge_prefix
+    monkeypatch.setattr(grouped_attention, "_merge_prefix", lambda *a, **k: merged.append(1) or real(*a, **k))
     greedy = Sampling(n=1, temperature=0.0, max_new_tokens=10)
     sampled = Sampling(n=3, temperature=0.9, top_p=0.95, max_new_tokens=10, seed=5)
     got = {}
@@ -169,3 +169,33 @@ def test_a_cpu_prefills_a_few_thousand_tokens_a_pass_and_decodes_the_same(model_
     assert len(prefills) > 2 * 2 and max(prefills) < len(PROMPTS)
     assert chunked[:2] == whole[:2]
     assert sum(chunked[2], []) == pytest.approx(sum(whole[2], []), rel=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [64, 12])
+def test_a_row_leaves_the_batch_at_the_step_it_ends(model_dir, monkeypatch, batch_size):
+    """Every row of every decoding step is still running: a row that ends (a stop string here, at different steps)
+    is out of the next step, with every request in the first batch (64) or some waiting to be admitted (12); what
+    is decoded is what each request decodes alone (batch_size 1)."""
+    from selfreward.backends import Sampling
+    from selfreward.backends.hf import HFGenerator
+
+    steps = []
+    choose = HFGenerator._choose
+
+    def recorded(logits, rows, sampling):
+        steps.append((len(rows), sum(r.done is None for r in rows)))
+        return choose(logits, rows, sampling)
+
+    monkeypatch.setattr(HFGenerator, "_choose", staticmethod(recorded))
+    sampled = Sampling(n=3, temperature=0.9, top_p=0.95, max_new_tokens=16, seed=4, stop=("k",))
+    got = {}
+    for size in (batch_size, 1):
+        gen = generator(model_dir, batch_size=size)
+        try:
+            got[size] = gen.generate(requests(), sampled)
+        finally:
+            gen.close()
+    assert all(rows == running for rows, running in steps)
+    assert len({rows for rows, _ in steps}) > 3  # rows left at many steps
+    assert sum(t.endswith("k") for texts in got[batch_size] for t in texts) > 3
+    assert got[batch_size] == got[1]

@@ -109,7 +109,8 @@ def test_top_p_keeps_the_tokens_generate_keeps():
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
     from selfreward.backends import Sampling
-    from selfreward.backends.hf import NUCLEUS_FIRST, HFGenerator, _Row
+    from selfreward.backends.hf import HFGenerator, _Row
+    from selfreward.backends.sampler import NUCLEUS_FIRST
 
     torch.manual_seed(0)
     peaked = torch.randn(3, 5000) * 15  # a few tokens hold most of the mass: the nucleus lies in the first ones
@@ -130,21 +131,35 @@ def test_top_p_keeps_the_tokens_generate_keeps():
 
 
 def test_the_draw_among_the_likeliest_tokens_is_the_whole_vocabularys_draw(monkeypatch):
-    """_choose inverts the cumulative distribution over the nucleus's columns only where the nucleus lies among the
-    NUCLEUS_FIRST likeliest tokens; the token drawn is the one the inversion over the whole vocabulary (the zeros
-    of the tokens left out included) gives for the same generator state, ties at the threshold included."""
-    from selfreward.backends import Sampling, hf
+    """The sampler looks for each row's nucleus among the likeliest tokens of the slices with the highest peaks,
+    then among the whole vocabulary's likeliest, then in the whole vocabulary sorted; wherever a row's nucleus is
+    found, the token drawn is the one the inversion over the whole vocabulary (the zeros of the tokens left out
+    included) gives for the same generator state, ties at the threshold included. Every place is used."""
+    from selfreward.backends import Sampling, sampler
     from selfreward.backends.hf import HFGenerator, _Row
 
-    paths = []
-    among_top = hf._draw_in_top
+    drawn_in = {}
+    places = ("_in_likeliest_slices", "_in_vocabulary", "_sorted")
+    def tagged(name):
+        real = getattr(sampler, name)
+
+        def find(probs):
+            found = real(probs)
+            if found is not None:
+                drawn_in["now"] = name
+            return found
+        return find
+
+    for name in places:
+        monkeypatch.setattr(sampler, name, tagged(name))
+    draw_in = sampler._draw_in
 
     def counted(*args):
-        drawn = among_top(*args)
-        paths.append(drawn is not None)
-        return drawn
+        tokens, ok = draw_in(*args)
+        drawn_in[drawn_in["now"]] = drawn_in.get(drawn_in["now"], 0) + len(tokens)
+        return tokens, ok
 
-    monkeypatch.setattr(hf, "_draw_in_top", counted)
+    monkeypatch.setattr(sampler, "_draw_in", counted)
 
     def whole_vocabulary(logits, rows, sampling):
         probs = (logits.float() / sampling.temperature).softmax(-1)
@@ -162,6 +177,8 @@ def test_the_draw_among_the_likeliest_tokens_is_the_whole_vocabularys_draw(monke
         logits[:, : 5 + trial] += 10  # a peaked distribution, as a trained model's
         if trial % 5 == 0:  # more tokens tied with the likeliest than NUCLEUS_FIRST: the whole vocabulary is read
             logits[:, 1000:1300] = logits[:, 0:1]
+        if trial % 5 == 1:  # likely tokens spread over more slices than the sampler looks at first
+            logits[:8, ::1500] += 12
         logits = logits.to(torch.bfloat16)  # the model's dtype: many exact ties
         for temperature, top_p in ((0.7, 0.9), (1.0, 0.5), (1.3, 0.99)):
             sampling = Sampling(temperature=temperature, top_p=top_p)
@@ -170,7 +187,8 @@ def test_the_draw_among_the_likeliest_tokens_is_the_whole_vocabularys_draw(monke
             full = whole_vocabulary(logits, [_Row(0, 0, torch.Generator().manual_seed(s)) for s in seeds], sampling)
             assert fast == full
             checked += len(seeds)
-    assert checked == 40 * 3 * 16 and any(paths) and not all(paths)
+    assert checked == 40 * 3 * 16
+    assert sum(drawn_in.get(p, 0) for p in places) == checked and all(drawn_in.get(p) for p in places), drawn_in
 
 
 def test_a_stop_string_ends_the_text_right_after_it(untied_model_dir):

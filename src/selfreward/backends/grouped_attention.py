@@ -1,19 +1,22 @@
-"""transformers' SDPA attention, run once per group of decoding rows on the columns the group uses, and over the
-prefix every row shares kept once.
+"""Attention of a decoding step on a CPU: SDPA's CPU kernel called once per group of rows on the columns the group
+uses, and over the prefix every row shares kept once.
 
 Registered in transformers' AttentionInterface (and its mask interface, with SDPA's mask) under NAME, and set on
-HFGenerator's model where that model runs SDPA on a CPU. Outside `decoding(...)` it is SDPA itself. Inside, a
-one-token step splits its rows as the plan says (selfreward.backends.row_groups): each group's keys, values and
-mask are views from its first used column, so nothing is copied. With a shared prefix (the judge's rubric), the
-rows' caches hold only their own columns: each row's attention over the prefix's keys and values, read once for
-all rows, and over its own are merged by their log-sum-exps, which is attention over both (cascade attention).
+HFGenerator's model where that model runs SDPA on a CPU. Outside `decoding(...)`, and for prefills, it is
+transformers' SDPA itself. Inside, a one-token step splits its rows as the plan says
+(selfreward.backends.row_groups): each group's keys, values and mask are views from its first used column, so
+nothing is copied. The kernel is the one SDPA dispatches to on a CPU, called directly with each key/value head's
+queries packed together (as transformers' pack_gqa) and the boolean mask made additive once a step, not once a layer
+and group. With a shared prefix (the judge's rubric), the rows' caches hold only their own columns: each row's
+attention over the prefix's keys and values, read once for all rows, and over its own are merged by their
+log-sum-exps, which is attention over both (cascade attention).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import AttentionInterface
@@ -24,15 +27,16 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from selfreward.backends.row_groups import Group
 
 NAME = "selfreward_row_groups"
-# Arguments some models pass to their attention that the shared-prefix path does not implement: rather an error
-# than attention without them.
-_NOT_WITH_PREFIX = ("sliding_window", "softcap", "s_aux", "position_bias")
+# Arguments some models pass to their attention that the kernel called here does not take: such a model's steps go
+# through transformers' SDPA, and with a shared prefix it is an error rather than attention without them.
+_NOT_HERE = ("sliding_window", "softcap", "s_aux", "position_bias")
 
 
 @dataclass(frozen=True)
 class _Step:
     plan: tuple[Group, ...] | None
     prefix: DynamicCache | None
+    masks: dict = field(default_factory=dict)  # the step's boolean mask and its additive form, made once a step
 
 
 _step: ContextVar[_Step | None] = ContextVar("selfreward_row_groups", default=None)
@@ -49,21 +53,40 @@ def decoding(plan: tuple[Group, ...] | None, prefix: DynamicCache | None = None)
         _step.reset(token)
 
 
-def attention(module, query, key, value, attention_mask, **kwargs):
+def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
     step = _step.get()
-    if step is None or query.shape[2] != 1:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    used = sorted(k for k in _NOT_HERE if kwargs.get(k) is not None)
+    if step is None or query.shape[2] != 1 or (used and step.prefix is None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    if used:
+        raise RuntimeError(f"shared-prefix attention does not implement {', '.join(used)}")
+    rows, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # each key/value head's queries, as pack_gqa
+    scale = scaling if scaling is not None else dim ** -0.5
+    mask = _additive(step, attention_mask, query.dtype)
+    own, own_lse = [], []
+    for first, end, column in step.plan or ((0, rows, 0),):
+        out, lse = _flash(q[first:end], key[first:end, :, column:], value[first:end, :, column:],
+                          _rows(mask, first, end, column), scale)
+        own.append(out)
+        own_lse.append(lse)
+    out = torch.cat(own) if len(own) > 1 else own[0]
     if step.prefix is not None:
-        return _with_prefix(step, module, query, key, value, attention_mask, **kwargs)
-    if step.plan is None or len(step.plan) < 2:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    outputs = []
-    for first, end, column in step.plan:
-        mask = _rows(attention_mask, first, end, column)
-        out, _ = sdpa_attention_forward(module, query[first:end], key[first:end, :, column:],
-                                        value[first:end, :, column:], mask, **kwargs)
-        outputs.append(out)
-    return torch.cat(outputs), None
+        out = _merge_prefix(step.prefix.layers[module.layer_idx], q, out, torch.cat(own_lse), scale)
+    return out.reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def _additive(step: _Step, mask, dtype):
+    """A boolean mask as the additive one the kernel takes (what SDPA makes of it), made once a step: every layer
+    passes the same mask."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    if step.masks.get("bool") is not mask:
+        step.masks["bool"] = mask
+        step.masks["additive"] = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            ~mask, float("-inf"))
+    return step.masks["additive"]
 
 
 def _rows(mask, first: int, end: int, column: int):
@@ -73,34 +96,18 @@ def _rows(mask, first: int, end: int, column: int):
     return mask[first:end, ..., column:] if mask.shape[0] > 1 else mask[..., column:]
 
 
-def _with_prefix(step: _Step, module, query, key, value, attention_mask, scaling=None, **kwargs):
-    used = sorted(k for k in _NOT_WITH_PREFIX if kwargs.get(k) is not None)
-    if used:
-        raise RuntimeError(f"shared-prefix attention does not implement {', '.join(used)}")
-    rows, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
-    q = query.reshape(rows, kv_heads, heads // kv_heads, dim)  # each key/value head's queries, as pack_gqa
-    scale = scaling if scaling is not None else dim ** -0.5
-    mask = attention_mask
-    if mask is not None and mask.dtype == torch.bool:
-        mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-    own, own_lse = [], []
-    for first, end, column in step.plan or ((0, rows, 0),):
-        out, lse = _flash(q[first:end], key[first:end, :, column:], value[first:end, :, column:],
-                          _rows(mask, first, end, column), scale)
-        own.append(out)
-        own_lse.append(lse)
-    layer = step.prefix.layers[module.layer_idx]
-    # every row's queries against the prefix at once: its keys and values are read once, not once a row
+def _merge_prefix(layer, q, own, own_lse, scale):
+    """Attention over the shared prefix's keys and values (`layer`) and over the rows' own, from the latter's
+    output and log-sum-exp: every row's queries against the prefix at once, so its keys and values are read once,
+    not once a row."""
+    rows, kv_heads, _, dim = q.shape
     shared, shared_lse = _flash(q.transpose(0, 1).reshape(1, kv_heads, -1, dim), layer.keys, layer.values, None,
                                 scale)
     shared = shared.reshape(kv_heads, rows, -1, dim).transpose(0, 1)
     shared_lse = shared_lse.reshape(kv_heads, rows, -1).transpose(0, 1)
-    own_lse = torch.cat(own_lse)
     top = torch.maximum(own_lse, shared_lse)
     w_own, w_shared = (own_lse - top).exp().unsqueeze(-1), (shared_lse - top).exp().unsqueeze(-1)
-    out = (torch.cat(own).float() * w_own + shared.float() * w_shared) / (w_own + w_shared)
-    return out.to(query.dtype).reshape(rows, heads, 1, dim).transpose(1, 2).contiguous(), None
+    return ((own.float() * w_own + shared.float() * w_shared) / (w_own + w_shared)).to(q.dtype)
 
 
 def _flash(q, k, v, mask, scale):

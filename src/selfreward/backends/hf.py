@@ -16,14 +16,18 @@ they use, and a long shared prefix (the rubric) is kept out of the rows' cache a
 (selfreward.backends.row_groups, grouped_attention). bf16 linear layers run with their weights packed once for
 oneDNN (selfreward.backends.cpu_pack).
 
-Continuous batching: a row leaves the batch as soon as it ends (end of sequence, a stop string, max_new_tokens),
-and requests still waiting take the freed places, so a batch no longer runs every row until its longest one ends.
-Rows leave and enter in groups (a quarter of the running requests at least), since each change copies the batch's
-cache; cache columns that no running row uses any more (pads, finished rows' tokens) are dropped then too.
+Continuous batching: a row leaves the batch at the step it ends (end of sequence, a stop string, max_new_tokens):
+the last running rows move into the places of those that ended, a copy of those rows' cache only. Requests still
+waiting enter in groups (a quarter of the batch at least), since joining copies the batch's cache; cache columns
+that no running row uses any more (pads, finished rows' tokens) are dropped then.
 
-Sampling draws each row's tokens from a generator of its own, seeded by (seed, request, sample): a completion does
-not depend on which other requests share its batch, on the memory budget or on when rows leave. Greedy decoding
-gives the tokens of a plain generate() on each unpadded prompt alone (tests).
+Sampling draws each row's tokens from a generator of its own, seeded by (seed, request, sample), so a completion
+does not depend on which other requests share its batch, on the memory budget or on when rows leave, in exact
+arithmetic; greedy decoding gives the tokens of a plain generate() on each unpadded prompt alone. Tests check both
+in fp32. In bf16 on a CPU the kernels round differently with the batch's shape (rows, columns), and a token that
+flips changes the rest of the text: the default model's sampled answers to 8 prompts, seed fixed, agreed on 4-8 of
+32 between batch sizes 64 and 4 or 8, greedy ones on 2-8 of 8. The same call with the same settings gives the same
+texts.
 
 Models whose cache is not plain full attention (a sliding window, recurrent layers, a cache class of their own)
 run generate() on plain left-padded batches instead, with stop strings as generate()'s stop_strings.
@@ -52,6 +56,7 @@ from selfreward.backends import (
     Sampling,
     grouped_attention,
     row_groups,
+    sampler,
     stop_end,
     texts,
 )
@@ -64,10 +69,9 @@ from selfreward.models import load_model, load_tokenizer
 # tokenizer and, on a shared machine, the other processes need the rest. Estimates are rough; an out-of-memory
 # still halves the batch.
 BUDGET_SHARE = 0.5
-# Running requests leave and enter the batch in groups of at least this share of the batch: each change copies the
-# batch's cache once, about what one decoding step costs.
-REGROUP_SHARE = 0.25
-NUCLEUS_FIRST = 256  # top-p sampling looks for the nucleus among this many most likely tokens first
+# Waiting requests enter the batch in groups of at least this share of the batch: joining copies the batch's cache
+# once, about what one decoding step costs.
+ADMIT_SHARE = 0.25
 SLACK = 64  # tokens a decoding cache has room for beyond its length (_SlackLayer)
 # On a CPU a prefill of more tokens a forward pass is no faster per token and holds far more: the default model in
 # bf16 read 2,527 tok/s at 2 x 1000 tokens a pass (activations 0.13 GB) and 1,688 tok/s at 32 x 1000 (1.8 GB).
@@ -145,6 +149,15 @@ class _SlackLayer(DynamicLayer):
         self.keys, self.values = self._buffers[0][:, :, :end], self._buffers[1][:, :, :end]
         return self.keys, self.values
 
+    def keep_rows(self, moved: torch.Tensor, places: torch.Tensor, rows: int) -> None:
+        """Rows `moved` copied into rows `places`, then the first `rows` rows only (views of the same buffers)."""
+        length = self.keys.shape[-2]
+        if len(moved):
+            for buffer in self._buffers:
+                buffer[places] = buffer[moved]
+        self._buffers = (self._buffers[0][:rows], self._buffers[1][:rows])
+        self.keys, self.values = self._buffers[0][:, :, :length], self._buffers[1][:, :, :length]
+
 
 def _drop_first_columns(cache: DynamicCache, mask: torch.Tensor, count: int) -> torch.Tensor:
     """The cache without its first `count` columns (views); the mask that goes with it."""
@@ -173,32 +186,6 @@ def row_seed(seed: int, request: int, sample: int) -> int:
     """The seed of one completion's generator: fixed by the call's seed, the request's place and the sample's."""
     digest = hashlib.blake2b(f"{seed}:{request}:{sample}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
-
-
-def _draw_in_top(values: torch.Tensor, index: torch.Tensor, rows: list, top_p: float, vocab: int) -> list[int] | None:
-    """HFGenerator._choose's draw where every row's nucleus lies in its `values` (the most likely tokens' probabilities,
-    descending) at `index`: the same tokens, in vocabulary order, the same float64 sums and the same uniform draw as
-    over the whole vocabulary, whose left-out tokens add exact zeros, but on NUCLEUS_FIRST columns instead of every
-    token's (the whole-vocabulary cumulative sum was half of the sampler's time). None where a row's least likely
-    kept probability reaches the last of `values`: tokens outside them may tie with it, and the caller looks at all."""
-    kept = (values.cumsum(-1) - values < top_p).sum(-1, keepdim=True)
-    threshold = values.gather(1, kept - 1)
-    if values.shape[1] < vocab and bool((values[:, -1:] >= threshold).any()):
-        return None
-    keep = values >= threshold
-    tokens, order = index.masked_fill(~keep, vocab).sort(-1)
-    cdf = values.gather(1, order).masked_fill(tokens == vocab, 0.0).double().cumsum(-1)
-    return _invert(cdf, rows, tokens, keep.sum(-1))
-
-
-def _invert(cdf: torch.Tensor, rows: list, tokens: torch.Tensor, count) -> list[int]:
-    """Each row's token at its own generator's uniform draw times the row's total, on its cumulative sums `cdf`
-    (columns past a row's `count` tokens repeat its total: a draw never lands there)."""
-    draws = torch.tensor([torch.rand((), dtype=torch.float64, generator=r.rng).item() for r in rows],
-                         dtype=torch.float64) * cdf[:, -1]
-    at = torch.searchsorted(cdf, draws[:, None], right=True)[:, 0]
-    at = torch.minimum(at, torch.as_tensor(count) - 1)
-    return tokens.gather(1, at[:, None])[:, 0].tolist()
 
 
 class HFGenerator:
@@ -402,18 +389,21 @@ class HFGenerator:
         cache, mask, last = None, None, None
         plan, changed = None, False  # attention's row groups, planned again whenever rows leave or enter
         shared = prefix.cache if prefix.shared else None  # the prefix, once, outside the rows' cache
-        regroup = max(1, int(limit * REGROUP_SHARE))
+        admit_at = max(1, int(limit * ADMIT_SHARE))
         stop = tuple(s for s in sampling.stop if s)
         tail = max((len(s) for s in stop), default=0) + 4  # tokens decoded to look for a stop string
         while pending or rows:
             live = {r.unit for r in rows if r.done is None}
             ended = sum(r.done is not None for r in rows)
             free = limit - len(live)
-            admit = pending and free > 0 and (not live or free >= min(regroup, len(pending)))
-            if ended and (admit or not live or ended >= max(1, int(len(rows) * REGROUP_SHARE))):
+            admit = pending and free > 0 and (not live or free >= min(admit_at, len(pending)))
+            if ended and (admit or not live):  # a copy of the batch either way: unused columns go too
                 keep = [i for i, r in enumerate(rows) if r.done is None]
                 cache, mask, last = self._select(cache, mask, last, keep)
                 rows = [rows[i] for i in keep]
+                changed = True
+            elif ended:
+                cache, mask, last, rows = self._drop_ended(cache, mask, last, rows)
                 changed = True
             if admit:
                 take = [pending.popleft() for _ in range(min(free, len(pending)))]
@@ -508,6 +498,21 @@ class HFGenerator:
         return [(layer.keys, layer.values) if layer.is_initialized and layer.keys.numel() else (empty, empty)
                 for layer in cache.layers]
 
+    @staticmethod
+    def _drop_ended(cache, mask, last, rows: list[_Row]):
+        """Only the running rows: the last ones take the places of those that have ended, so a row that leaves
+        costs a copy of one row's cache, not of the batch's (_select's); the columns stay."""
+        n = sum(r.done is None for r in rows)
+        places = [i for i in range(n) if rows[i].done is not None]
+        moved = [i for i in range(n, len(rows)) if rows[i].done is None]
+        moved_t, places_t = (torch.tensor(x, dtype=torch.long, device=mask.device) for x in (moved, places))
+        for layer in cache.layers:
+            layer.keep_rows(moved_t, places_t, n)
+        mask[places_t], last[places_t] = mask[moved_t], last[moved_t]
+        for i, j in zip(moved, places):
+            rows[j] = rows[i]
+        return cache, mask[:n], last[:n], rows[:n]
+
     def _select(self, cache, mask, last, keep: list[int]):
         """Only the rows `keep`, without the cache columns none of them uses. Layer by layer, in place: each
         layer's old buffers go as its new ones come."""
@@ -549,31 +554,8 @@ class HFGenerator:
 
     @staticmethod
     def _choose(logits: torch.Tensor, rows: list[_Row], sampling: Sampling) -> list[int]:
-        """The next token of every row: the most likely, or drawn from generate()'s distribution (temperature, then
-        the top-p nucleus) with each row's own generator, by inverting the cumulative distribution in vocabulary
-        order. The nucleus is every token at least as likely as the least likely one generate() would keep (tokens
-        of equal probability are all kept or all dropped, so the draw does not depend on how a sort orders ties);
-        it is looked for among the NUCLEUS_FIRST most likely tokens, and over the whole vocabulary only when they
-        hold less than top_p (a sort of every row costs about as much as a decoding step of a small model)."""
-        scores = logits.float()
-        if sampling.temperature <= 0:
-            return scores.argmax(-1).tolist()
-        probs = (scores / sampling.temperature).softmax(-1)
-        if sampling.top_p < 1.0:
-            values, index = probs.topk(min(NUCLEUS_FIRST, probs.shape[1]), dim=-1)
-            if bool((values.sum(-1) >= sampling.top_p).all()):
-                drawn = _draw_in_top(values, index, rows, sampling.top_p, probs.shape[1])
-                if drawn is not None:
-                    return drawn
-                top = values
-            else:
-                top = probs.sort(dim=-1, descending=True).values
-            # generate() keeps a token while the tokens before it (more likely) hold less than top_p
-            kept = (top.cumsum(-1) - top < sampling.top_p).sum(-1, keepdim=True)
-            probs = probs.masked_fill(probs < top.gather(1, kept - 1), 0.0)
-        cdf = probs.double().cumsum(-1)
-        return _invert(cdf, rows, torch.arange(cdf.shape[1]).expand_as(cdf), cdf.shape[1])
-
+        """The next token of every row (selfreward.backends.sampler)."""
+        return sampler.choose(logits, [r.rng for r in rows], sampling.temperature, sampling.top_p)
 
     def _advance(self, row: _Row, token: int, sampling: Sampling, stop: tuple[str, ...],
                  tail: int) -> Completion | None:
