@@ -169,6 +169,6 @@ def test_judge_stage_summary_expected_mode():
             expected_row("Score: 5", [0, 0, 0, 0, 0, 1.0])]
     assert summarize(rows) == {
         "reward_source": "rubric", "judge_mode": "expected", "judgments": 3, "parse_failures": 1,
-        "parse_failure_rate": 0.3333,
+        "parse_failure_rate": 1 / 3,
         "unscored_candidates": 1, "mean_score": 3.75, "score_histogram": {"3": 1, "5": 1},
     }

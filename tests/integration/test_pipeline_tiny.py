@@ -174,7 +174,7 @@ EVAL_GROUPS = [
 EVAL_STATS = {"source": "rubric", "mode": "sample", "prompts": 2, "pairs": 8, "pairwise_accuracy": 0.375,
               "shorter_preferred_accuracy": 0.25, "length_correlation": 0.3488, "partial_correlation": -0.2365,
               "parse_failure_rate": 0.0, "mean_score": 2.2857, "length_baseline_accuracy": 0.5,
-              "random_baseline_accuracy": 0.4856}
+              "random_baseline_accuracy": 0.485625}
 
 
 def eval_items():

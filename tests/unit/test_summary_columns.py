@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from selfreward.rundir import RunDir, Stage, previous
-from selfreward.summary import iteration_rows, summary
+from selfreward.summary import iteration_rows, summary, table
 
 
 def _done(rd: RunDir, name: str, t: int, stats: dict) -> None:
@@ -23,3 +23,13 @@ def test_cut_off_is_the_sample_stages_count_not_the_judges_unscored(tmp_path):
     assert iteration_rows(rd, 1)[0]["cut_off"] == 53
     header, row = summary(rd, 1)[0].splitlines()[1:3]  # after the SFT line
     assert dict(zip(header.replace("cut off", "cut_off").split(), row.split()))["cut_off"] == "53"
+
+
+def test_a_parse_failure_rate_is_printed_from_the_exact_ratio():
+    # regression: 17 failures of 192 judgments (8.854%) printed as "8.8%": the judge stage stored the rate rounded
+    # to 4 places (0.0885) and the table rounded that again
+    from selfreward.stages.judge import summarize
+
+    stats = summarize([{"mode": "sample", "scores": [None] * 17 + [4] * 175, "score": 4.0}])
+    assert stats["parse_failures"] == 17 and stats["judgments"] == 192
+    assert table([stats], [("parse fail", "parse_failure_rate")]).splitlines()[1].strip() == "8.9%"

@@ -54,13 +54,14 @@ def set_name(spec: str) -> str:
 
 def _brief(result: dict) -> dict:
     j = result["judge"]
-    brief = {k: _r(j[k]) for k in ("pairwise_accuracy", "shorter_preferred_accuracy", "length_correlation",
-                                   "partial_correlation", "parse_failure_rate", "mean_score")}
-    brief.update(pairs=j["pairs"], length_baseline_accuracy=_r(result["length"]["pairwise_accuracy"]),
-                 random_baseline_accuracy=_r(result["random"]["pairwise_accuracy"]))
+    # rates unrounded: the tables print them as percentages, and a rate rounded twice can print wrong (8.854% as 8.8%)
+    brief = {k: j[k] for k in ("pairwise_accuracy", "shorter_preferred_accuracy", "parse_failure_rate")}
+    brief.update({k: _r(j[k]) for k in ("length_correlation", "partial_correlation", "mean_score")})
+    brief.update(pairs=j["pairs"], length_baseline_accuracy=result["length"]["pairwise_accuracy"],
+                 random_baseline_accuracy=result["random"]["pairwise_accuracy"])
     if "ensemble" in result:
-        brief["ensemble_coverage"] = _r(result["ensemble"]["coverage"])
-        brief["ensemble_accuracy_on_agreed"] = _r(result["ensemble"]["accuracy_on_agreed"])
+        brief["ensemble_coverage"] = result["ensemble"]["coverage"]
+        brief["ensemble_accuracy_on_agreed"] = result["ensemble"]["accuracy_on_agreed"]
     return brief
 
 

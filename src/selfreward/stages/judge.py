@@ -74,7 +74,7 @@ def summarize(rows: list[dict]) -> dict:
         "judge_mode": rubric_rows[0]["mode"] if rubric_rows else None,
         "judgments": len(parsed),
         "parse_failures": len(parsed) - len(valid),
-        "parse_failure_rate": round((len(parsed) - len(valid)) / len(parsed), 4) if parsed else 0.0,
+        "parse_failure_rate": (len(parsed) - len(valid)) / len(parsed) if parsed else 0.0,  # unrounded: tables round
         "unscored_candidates": sum(r["score"] is None for r in rows),
         "mean_score": round(statistics.fmean(means), 3) if means else None,
         "score_histogram": {str(k): v for k, v in sorted(Counter(math.floor(s + 0.5) for s in rubric_means).items())},
