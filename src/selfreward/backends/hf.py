@@ -182,6 +182,11 @@ def _pads_first(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
     return mask.gather(1, order)
 
 
+def _per_cpu_pass(prefix_len: int, width: int) -> int:
+    """Requests of `width` own tokens (after a prefix of prefix_len) a CPU prefills in one pass: at least one."""
+    return max(1, CPU_PREFILL_TOKENS // (prefix_len + width))
+
+
 def row_seed(seed: int, request: int, sample: int) -> int:
     """The seed of one completion's generator: fixed by the call's seed, the request's place and the sample's."""
     digest = hashlib.blake2b(f"{seed}:{request}:{sample}".encode(), digest_size=8).digest()
@@ -445,7 +450,7 @@ class HFGenerator:
             return [batch]
         chunks = [[]]
         for unit in batch:
-            if chunks[-1] and (len(chunks[-1]) + 1) * (len(prefix.ids) + len(chunks[-1][0])) > CPU_PREFILL_TOKENS:
+            if chunks[-1] and len(chunks[-1]) >= _per_cpu_pass(len(prefix.ids), len(chunks[-1][0])):
                 chunks.append([])
             chunks[-1].append(unit)
         return chunks
@@ -457,7 +462,7 @@ class HFGenerator:
             return fit
 
         def capped(width: int) -> int:
-            by_tokens = max(1, CPU_PREFILL_TOKENS // (prefix_len + width))
+            by_tokens = _per_cpu_pass(prefix_len, width)
             return by_tokens if fit is None else min(fit(width), by_tokens)
 
         return capped
